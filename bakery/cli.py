@@ -1,0 +1,157 @@
+"""`bakery` command line: one subcommand per stage, plus `bake` to run them in order."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from bakery import __version__
+from bakery.config import DEFAULT_CONFIG, load_config
+from bakery.errors import BakeryError
+from bakery.progress import setup_logging
+
+log = logging.getLogger("bakery")
+
+# subcommand → "module:function"; imported lazily so `bakery site` never loads TensorFlow.
+ACTIONS = {
+    "generate": "bakery.images.stage:run_generate",
+    "upscale": "bakery.upscale.stage:run_upscale",
+    "compress": "bakery.upscale.stage:run_compress",
+    "text": "bakery.text.stage:run_text",
+    "site": "bakery.site.build:run_site",
+    "figures": "bakery.images.figures:run_figures",
+    "serve": "bakery.site.serve:run_serve",
+    "deploy-s3": "bakery.deploy.s3:run_deploy_s3",
+    "deploy-rsync": "bakery.deploy.rsync:run_deploy_rsync",
+    "archive": "bakery.deploy.archive:run_archive",
+    "mirror-config": "bakery.deploy.rsync:run_mirror_config",
+}
+
+
+def action(name: str):
+    module, func = ACTIONS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def run_images(config, args) -> None:
+    """generate (build/raw PNGs) → upscale (build/upscaled) → compress (public/ JPEGs)."""
+    for step in ("generate", "upscale", "compress"):
+        action(step)(config, args)
+
+
+def run_bake(config, args) -> None:
+    """images (generate → upscale → compress) → text → site, skipping disabled stages."""
+    if config.images.enabled:
+        run_images(config, args)
+    else:
+        log.info("images: disabled in config, skipped")
+    if config.text.enabled:
+        action("text")(config, args)
+    else:
+        log.info("text: disabled in config, skipped")
+    action("site")(config, args)
+
+
+def run_deploy(config, args) -> None:
+    targets = [args.target] if args.target != "all" else list(config.deploy.targets)
+    if not targets:
+        raise BakeryError(f"{config.source}: deploy.targets is empty: nothing to deploy "
+                          "(set targets = [\"s3\"] and/or [\"rsync\"], or name one: bakery deploy s3)")
+    failures = []
+    for target in targets:
+        try:
+            action(f"deploy-{target}")(config, args)
+        except BakeryError as exc:
+            if len(targets) == 1:
+                raise
+            log.error("deploy %s failed: %s", target, exc)
+            failures.append(target)
+    if failures:
+        raise BakeryError(f"deploy failed for: {', '.join(failures)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
+                        help="site config (default: %(default)s)")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="less output (no progress bars)")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+
+    parser = argparse.ArgumentParser(prog="bakery", parents=[common],
+                                     description="Bake and deploy a 'This ___ Does Not Exist' static site.")
+    parser.add_argument("--version", action="version", version=f"bakery {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("bake", "run every enabled stage in order: images → text → site", run_bake)
+    add_image_options(p)
+    add_text_options(p)
+    p = add("images", "render StyleGAN images for the configured psi bands, then upscale and compress",
+            run_images)
+    add_image_options(p)
+    p = add("generate", "render StyleGAN images for the configured psi bands into build/raw (no upscaling)",
+            action_runner("generate"))
+    add_image_options(p)
+    add("upscale", "upscale build/raw PNGs 2x (waifu2x/lanczos) into build/upscaled", action_runner("upscale"))
+    add("compress", "JPEG-compress upscaled images into public/example-{ID}.jpg", action_runner("compress"))
+    p = add("text", "generate and clean snippets into build/text/snippet-{ID}.txt", action_runner("text"))
+    add_text_options(p)
+    add("site", "render public/index.html with CSS/JS and publish complete ID pairs", action_runner("site"))
+    p = add("figures", "contact sheet and truncation sweep of the configured model", action_runner("figures"))
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: build/figures)")
+    p.add_argument("--seed", type=int, default=0, help="first seed of the figures (default: 0)")
+    p = add("serve", "preview public/ on a local HTTP server", action_runner("serve"))
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    p = add("deploy", "publish public/ to the configured targets", run_deploy)
+    p.add_argument("target", nargs="?", default="all", choices=("all", "s3", "rsync"),
+                   help="which target (default: all targets in deploy.targets)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--delete", action="store_true", help="delete remote files that are absent locally")
+    p.add_argument("--max-deletes", type=int, default=None, help="refuse to delete more than this many files")
+    p.add_argument("--purge-everything", action="store_true", help="purge the whole CDN cache after the deploy")
+    p = add("archive", "move the current generation into public/NAME/ before baking a new one",
+            action_runner("archive"))
+    p.add_argument("name", help="version folder name, e.g. v1")
+    p = add("mirror-config", "write an rsyncd.conf module serving public/ read-only",
+            action_runner("mirror-config"))
+    p.add_argument("--module", default="waifus", help="rsync module name (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="where to write it (default: build/rsyncd.conf)")
+    p.add_argument("--snippets-tarball", action="store_true", help="also write public/snippets.tar.gz")
+    return parser
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=None, help="override images.batch_size")
+
+
+def add_text_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-batch-size", type=int, default=None, help="override text.batch_size")
+
+
+def action_runner(name: str):
+    return lambda config, args: action(name)(config, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.verbosity = args.verbose - args.quiet
+    args.quiet = args.verbosity < 0
+    setup_logging(args.verbosity)
+    try:
+        config = load_config(args.config)
+        args.func(config, args)
+    except BakeryError as exc:
+        print(f"bakery: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bakery: interrupted", file=sys.stderr)
+        return 130
+    return 0

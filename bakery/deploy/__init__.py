@@ -1,0 +1,1 @@
+"""Deploy stage: public/ → S3 (+ CDN purge) and rsync mirrors."""

@@ -1,0 +1,1 @@
+"""Image stage: NVIDIA StyleGAN checkpoints → build/raw/example-{ID}.png."""

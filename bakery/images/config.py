@@ -1,0 +1,102 @@
+"""The [images] section: which checkpoint, and which seeds render at which truncation (psi)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bakery.config import Table
+
+NOISE_MODES = ("const", "seeded", "random")
+EMBEDDED_MODEL = "embedded"
+
+
+@dataclass(frozen=True)
+class Band:
+    """Seeds first..last (inclusive) rendered at one psi; each seed's image gets ID = seed."""
+
+    first: int
+    last: int
+    psi: float
+    noise: str
+
+    @property
+    def ids(self) -> range:
+        return range(self.first, self.last + 1)
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    enabled: bool
+    model: str | Path  # EMBEDDED_MODEL or a checkpoint path
+    bands: tuple[Band, ...]
+    batch_size: int
+    truncation_cutoff: int | None
+
+    @property
+    def ids(self) -> list[int]:
+        return [i for band in self.bands for i in band.ids]
+
+    def band_of(self, image_id: int) -> Band | None:
+        for band in self.bands:
+            if band.first <= image_id <= band.last:
+                return band
+        return None
+
+
+def parse_seed_range(t: Table, name: str) -> tuple[int, int]:
+    text = t.str(name, allow_empty=False)
+    first, sep, last = text.strip().partition("-")
+    if not sep:
+        first = last = first
+    try:
+        a, b = int(first), int(last)
+    except ValueError:
+        raise t.error(name, f"must look like \"A-B\" with whole numbers A ≤ B, got {text!r}") from None
+    if a < 0 or b < a:
+        raise t.error(name, f"must look like \"A-B\" with 0 ≤ A ≤ B, got {text!r}")
+    return a, b
+
+
+def parse_band(t: Table, default_noise: str) -> Band:
+    first, last = parse_seed_range(t, "seeds")
+    band = Band(first, last, t.float("psi", min=-2.0, max=2.0),
+                t.str("noise", default_noise, choices=NOISE_MODES))
+    t.finish()
+    return band
+
+
+def check_contiguous(t: Table, bands: list[Band]) -> None:
+    """Bands must tile one seed range: an overlap renders an ID twice, a gap leaves holes."""
+    order = sorted(range(len(bands)), key=lambda i: bands[i].first)
+    for prev, cur in zip(order, order[1:]):
+        a, b = bands[prev], bands[cur]
+        where = f"bands[{cur}]"
+        if b.first <= a.last:
+            raise t.error(where, f"seeds {b.first}-{b.last} overlap bands[{prev}] ({a.first}-{a.last})")
+        if b.first > a.last + 1:
+            raise t.error(where, f"seeds {b.first}-{b.last} leave a gap after bands[{prev}] "
+                                 f"({a.first}-{a.last}): seeds {a.last + 1}-{b.first - 1} belong to no band")
+
+
+def parse_images(t: Table) -> ImagesConfig:
+    model_text = t.str("model", EMBEDDED_MODEL, allow_empty=False)
+    model: str | Path = EMBEDDED_MODEL if model_text == EMBEDDED_MODEL else t.path_value("model", must_exist=True)
+    noise = t.str("noise", "const", choices=NOISE_MODES)
+    band_tables = t.tables("bands", [])
+    bands = [parse_band(b, noise) for b in band_tables]
+    if not bands:
+        raise t.error("bands", "at least one band ([[images.bands]] with seeds and psi) is required")
+    check_contiguous(t, bands)
+    cfg = ImagesConfig(
+        enabled=t.bool("enabled", True),
+        model=model,
+        bands=tuple(sorted(bands, key=lambda b: b.first)),
+        batch_size=t.int("batch_size", 8, min=1, max=4096),
+        truncation_cutoff=t.int("truncation_cutoff", None, min=1),
+    )
+    t.finish()
+    return cfg

@@ -1,0 +1,1 @@
+"""Site stage: complete assets + templates → public/index.html, CSS and JS."""

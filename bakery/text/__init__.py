@@ -1,0 +1,1 @@
+"""Text stage: language-model snippets → build/text/snippet-{ID}.txt."""
