@@ -74,14 +74,22 @@ def run_deploy(config, args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
-                        help="site config (default: %(default)s)")
-    common.add_argument("-q", "--quiet", action="count", default=0, help="less output (no progress bars)")
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    # Global options are accepted before or after the subcommand; the subcommand copies use
+    # SUPPRESS so that they never overwrite a value given before the subcommand.
+    def global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+        parser.add_argument("-c", "--config", type=Path,
+                            default=DEFAULT_CONFIG if top else argparse.SUPPRESS,
+                            help=f"site config (default: {DEFAULT_CONFIG})")
+        parser.add_argument("-q", "--quiet", action="count", default=0 if top else argparse.SUPPRESS,
+                            help="less output (no progress bars)")
+        parser.add_argument("-v", "--verbose", action="count", default=0 if top else argparse.SUPPRESS,
+                            help="more output")
 
-    parser = argparse.ArgumentParser(prog="bakery", parents=[common],
+    common = argparse.ArgumentParser(add_help=False)
+    global_options(common, top=False)
+    parser = argparse.ArgumentParser(prog="bakery",
                                      description="Bake and deploy a 'This ___ Does Not Exist' static site.")
+    global_options(parser, top=True)
     parser.add_argument("--version", action="version", version=f"bakery {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
