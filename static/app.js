@@ -10,9 +10,8 @@
   const total = data.bands.reduce((n, b) => n + b.ranges.reduce((m, r) => m + r[1] - r[0] + 1, 0), 0);
   let timer = null, stopped = false, current = null, loading = 0;
 
-  // Uniform over every published ID, whatever the band layout.
-  function pickId() {
-    let k = Math.floor(Math.random() * total);
+  // The k-th published ID (0 ≤ k < total), walking the bands' ranges in order.
+  function idAt(k) {
     for (const band of data.bands) {
       for (const [a, b] of band.ranges) {
         if (k <= b - a) return { id: a + k, psi: band.psi };
@@ -22,10 +21,23 @@
     return null;
   }
 
+  function indexOf(id) {
+    let k = 0;
+    for (const band of data.bands) {
+      for (const [a, b] of band.ranges) {
+        if (id >= a && id <= b) return k + id - a;
+        k += b - a + 1;
+      }
+    }
+    return -1;
+  }
+
+  // Uniform over every published ID except the one on screen.
   function pickFresh() {
-    let choice = pickId();
-    for (let i = 0; i < 5 && total > 1 && current && choice.id === current.id; i++) choice = pickId();
-    return choice;
+    const skip = current ? indexOf(current.id) : -1;
+    if (skip < 0 || total < 2) return idAt(Math.floor(Math.random() * total));
+    const k = Math.floor(Math.random() * (total - 1));
+    return idAt(k >= skip ? k + 1 : k);
   }
 
   // A leading `_Title_` becomes <em>Title</em>; everything stays text nodes.

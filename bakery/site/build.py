@@ -121,6 +121,16 @@ def write_asset(public_dir: Path, name: str, data: bytes) -> str:
     return f"assets/{hashed}"
 
 
+def copy_static_files(static_dir: Path, public_dir: Path) -> None:
+    """Everything in static/ but the sources (SCSS, app.js) ships as is: favicon, robots.txt."""
+    for source in sorted(static_dir.iterdir()):
+        if source.is_file() and source.suffix not in (".scss", ".js") and not source.name.startswith("."):
+            data = source.read_bytes()
+            target = public_dir / source.name
+            if not target.is_file() or target.read_bytes() != data:
+                write_bytes_atomic(target, data)
+
+
 def content_security_policy(config) -> str:
     script = ["'self'"]
     connect = ["'self'"]
@@ -193,6 +203,7 @@ def build_site(config, quiet: bool = False) -> SiteReport:
         raise BakeryError(f"{js_path}: script not found")
     js_href = write_asset(public, "app.js", js_path.read_bytes())
 
+    copy_static_files(static, public)
     html = render_index(config, ids, snippets, css_href, js_href)
     write_json_atomic(config.build_dir / "site" / "manifest.json", {
         "published": len(ids), "bands": group_by_band(config, ids),

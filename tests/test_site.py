@@ -1,0 +1,143 @@
+"""The site stage: which IDs are published, what index.html holds, and how it is written."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from bakery.cli import main
+from bakery.config import load_config
+from bakery.errors import BakeryError
+from bakery.site import build
+from bakery.site.build import build_site, to_ranges
+from tests.conftest import make_pairs, write_project, MINIMAL_BANDS
+
+
+def page_data(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="bakery-data">(.*?)</script>', html, re.S)
+    return json.loads(m.group(1))
+
+
+def test_to_ranges_compacts_runs():
+    assert to_ranges([5, 0, 1, 2, 6, 9]) == [[0, 2], [5, 6], [9, 9]]
+    assert to_ranges([]) == []
+
+
+def test_publishes_only_complete_pairs(project):
+    config = load_config(project)
+    make_pairs(config, ids=[0, 1, 2, 4, 5], image_ids=[0, 1, 3, 4, 5])
+    (config.build_dir / "text" / "snippet-5.txt").write_text("")  # a failed run: empty
+    report = build_site(config, quiet=True)
+    assert report.published == 3  # 0, 1, 4
+    html = (config.public_dir / "index.html").read_text()
+    data = page_data(html)
+    assert data["refresh_seconds"] == 15
+    assert data["bands"] == [
+        {"psi": 0.7, "seeds": "0-3", "ranges": [[0, 1]]},
+        {"psi": 1.1, "seeds": "4-5", "ranges": [[4, 4]]},
+    ]
+    published = sorted(p.name for p in config.public_dir.glob("snippet-*.txt"))
+    assert published == ["snippet-0.txt", "snippet-1.txt", "snippet-4.txt"]
+
+
+def test_snippets_are_copied_byte_for_byte_and_not_rewritten(project):
+    config = load_config(project)
+    make_pairs(config, ids=[0, 1], snippet=lambda i: f"Ünïcode ☃ snippet {i}\n")
+    build_site(config, quiet=True)
+    target = config.public_dir / "snippet-1.txt"
+    assert target.read_bytes() == (config.build_dir / "text" / "snippet-1.txt").read_bytes()
+    stamp = target.stat().st_mtime_ns
+    build_site(config, quiet=True)
+    assert target.stat().st_mtime_ns == stamp
+
+
+def test_index_escapes_snippets_and_has_strict_csp(project):
+    config = load_config(project)
+    make_pairs(config, ids=[0], snippet=lambda i: '_Evil <b>Title</b>_: <script>alert(1)</script><img src=x onerror=alert(2)>')
+    build_site(config, quiet=True)
+    html = (config.public_dir / "index.html").read_text()
+    assert "<script>alert(1)" not in html and "onerror=alert(2)>" not in html
+    assert "<em>Evil &lt;b&gt;Title&lt;/b&gt;</em>: &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert "default-src &#39;none&#39;" in csp and "script-src &#39;self&#39;;" in csp
+    assert "unsafe-inline" not in csp
+    # the only inline <script> is the JSON data block, which browsers never execute
+    inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", html)
+    assert inline == [' type="application/json" id="bakery-data"']
+
+
+def test_assets_are_fingerprinted_and_page_is_light(project):
+    config = load_config(project)
+    make_pairs(config, ids=[0, 1, 2])
+    report = build_site(config, quiet=True)
+    html = (config.public_dir / "index.html").read_text()
+    css = re.search(r'href="(assets/style\.[0-9a-f]{10}\.css)"', html).group(1)
+    js = re.search(r'src="(assets/app\.[0-9a-f]{10}\.js)"', html).group(1)
+    assert (config.public_dir / css).is_file() and (config.public_dir / js).is_file()
+    assert report.page_bytes < 20 * 1024
+    assert "@media" in (config.public_dir / css).read_text()  # compiled from SCSS
+
+
+def test_analytics_only_when_configured(tmp_path):
+    path = write_project(tmp_path, MINIMAL_BANDS)
+    config = load_config(path)
+    make_pairs(config, ids=[0])
+    build_site(config, quiet=True)
+    assert "plausible" not in (config.public_dir / "index.html").read_text()
+
+    text = path.read_text().replace("[site]\n", "[site]\nanalytics = { script = \"https://plausible.io/js/script.js\", attributes = { data-domain = \"example.org\" } }\n", 1)
+    path.write_text(text)
+    config = load_config(path)
+    build_site(config, quiet=True)
+    html = (config.public_dir / "index.html").read_text()
+    assert '<script src="https://plausible.io/js/script.js" defer data-domain="example.org"></script>' in html
+    assert "script-src &#39;self&#39; https://plausible.io;" in html
+
+
+def test_index_is_written_last(project, monkeypatch):
+    config = load_config(project)
+    make_pairs(config, ids=[0, 1])
+    written = []
+    for name in ("write_bytes_atomic", "write_text_atomic", "write_json_atomic"):
+        original = getattr(build, name)
+        monkeypatch.setattr(build, name, lambda path, data, _o=original: (written.append(path.name), _o(path, data)))
+    build_site(config, quiet=True)
+    assert written[-1] == "index.html"
+    assert {"snippet-0.txt", "snippet-1.txt"} <= set(written[:-1])
+
+
+def test_template_error_leaves_previous_index(tmp_path):
+    import shutil
+    from tests.conftest import REPO
+
+    templates = tmp_path / "tpl"
+    shutil.copytree(REPO / "templates", templates)
+    path = write_project(tmp_path, MINIMAL_BANDS)
+    path.write_text(path.read_text().replace(str(REPO / "templates"), str(templates)))
+    config = load_config(path)
+    make_pairs(config, ids=[0])
+    build_site(config, quiet=True)
+    before = (config.public_dir / "index.html").read_bytes()
+    (templates / "index.html").write_text("{% if %}")
+    with pytest.raises(BakeryError, match=r"index.html:1: template error"):
+        build_site(config, quiet=True)
+    assert (config.public_dir / "index.html").read_bytes() == before
+    assert not list(config.public_dir.glob(".tmp-*"))
+
+
+def test_non_utf8_snippet_is_named(project):
+    config = load_config(project)
+    make_pairs(config, ids=[0])
+    (config.build_dir / "text" / "snippet-0.txt").write_bytes(b"\xff\xfe bad")
+    with pytest.raises(BakeryError, match=r"snippet-0.txt: not valid UTF-8"):
+        build_site(config, quiet=True)
+    assert not (config.public_dir / "index.html").exists()
+
+
+def test_cli_site_runs(project, capsys):
+    config = load_config(project)
+    make_pairs(config, ids=[0, 1, 2, 3])
+    assert main(["-c", str(project), "site"]) == 0
+    assert "published 4 pairs" in capsys.readouterr().err
