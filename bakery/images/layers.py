@@ -1,0 +1,72 @@
+"""TensorFlow 2 building blocks shared by the StyleGAN 1 and 2 generators (NHWC layout).
+
+NVIDIA's TF1 code runs NCHW; TF's CPU kernels want NHWC, so activations here are NHWC
+and only the final image is reported NCHW where parity with NVIDIA's output matters.
+All functions are pure: weights come in as arguments (already scaled at load time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bakery.images.tfsetup import import_tf
+
+tf = import_tf()
+
+SQRT2 = float(np.sqrt(2.0))
+
+
+def lrelu(x, gain: float = 1.0):
+    return tf.nn.leaky_relu(x, alpha=0.2) * gain if gain != 1.0 else tf.nn.leaky_relu(x, alpha=0.2)
+
+
+def fir_kernel(taps, gain: float = 1.0) -> np.ndarray:
+    """Separable FIR from 1-D taps: outer product normalised to sum 1, times gain.
+    Flipped like NVIDIA's upfirdn (they convolve, TF cross-correlates); symmetric taps don't care."""
+    k = np.asarray(taps, np.float64)
+    k = np.outer(k, k) if k.ndim == 1 else k
+    k = k / k.sum() * gain
+    return k[::-1, ::-1].astype(np.float32)
+
+
+def depthwise_fir(x, kernel: np.ndarray, pad0: int, pad1: int):
+    """Zero-pad H and W by (pad0, pad1), then filter every channel with the same 2-D kernel."""
+    channels = x.shape[-1]
+    k = tf.constant(np.tile(kernel[:, :, None, None], [1, 1, channels, 1]))
+    x = tf.pad(x, [[0, 0], [pad0, pad1], [pad0, pad1], [0, 0]])
+    return tf.nn.depthwise_conv2d(x, k, strides=[1, 1, 1, 1], padding="VALID")
+
+
+def zero_insert(x):
+    """[N, H, W, C] → [N, 2H, 2W, C] with each input pixel at an even position, zeros between."""
+    _, h, w, c = x.shape
+    x = tf.reshape(x, [-1, h, 1, w, 1, c])
+    x = tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 0], [0, 1], [0, 0]])
+    return tf.reshape(x, [-1, 2 * h, 2 * w, c])
+
+
+def nearest_upscale(x):
+    """Each pixel becomes a 2×2 block (StyleGAN 1's upscale2d)."""
+    _, h, w, c = x.shape
+    x = tf.reshape(x, [-1, h, 1, w, 1, c])
+    x = tf.tile(x, [1, 1, 2, 1, 2, 1])
+    return tf.reshape(x, [-1, 2 * h, 2 * w, c])
+
+
+def conv3x3(x, weight):
+    """Stride-1 cross-correlation with zero SAME padding (HWIO kernel), as tf.nn.conv2d in TF1."""
+    return tf.nn.conv2d(x, weight, strides=1, padding="SAME")
+
+
+def dense(x, weight, bias=None):
+    y = tf.matmul(x, weight)
+    return y if bias is None else y + bias
+
+
+def normalize_2nd_moment(z, eps: float = 1e-8):
+    return z * tf.math.rsqrt(tf.reduce_mean(tf.square(z), axis=1, keepdims=True) + eps)
+
+
+def nhwc_to_uint8(images):
+    """NVIDIA's convert_images_to_uint8 for drange [-1, 1]: x·127.5 + 128, clip, truncate."""
+    return tf.saturate_cast(images * 127.5 + 128.0, tf.uint8)
