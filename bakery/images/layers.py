@@ -59,14 +59,29 @@ def conv3x3(x, weight):
 
 
 def dense(x, weight, bias=None):
-    y = tf.matmul(x, weight)
+    """x [N, K] @ weight [K, O] as N separate row products: a plain matmul picks its kernel by
+    N and rounds differently for different batch sizes; a batched matmul of [N, 1, K] rows
+    gives every image the same bits whatever its batch."""
+    y = tf.matmul(x[:, None, :], weight)[:, 0, :]
     return y if bias is None else y + bias
 
 
+def conv1x1(x, weight):
+    """Per-pixel channel mix [C, O] as a 1×1 convolution (batch-size independent, see dense)."""
+    return tf.nn.conv2d(x, weight[None, None], strides=1, padding="VALID")
+
+
+def rsqrt_exact(x):
+    """1/sqrt(x) from correctly rounded sqrt and division. tf.math.rsqrt uses a SIMD
+    approximation for vector-width chunks and a scalar path for the rest, so an element's
+    result would depend on where it falls in the batch. (DivNoNan, because grappler rewrites
+    a plain 1/sqrt back into Rsqrt.)"""
+    return tf.math.divide_no_nan(tf.ones_like(x), tf.sqrt(x))
+
+
 def normalize_2nd_moment(z, eps: float = 1e-8):
-    return z * tf.math.rsqrt(tf.reduce_mean(tf.square(z), axis=1, keepdims=True) + eps)
+    """z · rsqrt(mean(z²) + eps) per row; the mean as a per-row product, like `dense`."""
+    k = z.shape[-1]
+    mean_sq = dense(tf.square(z), tf.constant(np.full((k, 1), 1.0 / k, np.float32)))
+    return z * rsqrt_exact(mean_sq + eps)
 
-
-def nhwc_to_uint8(images):
-    """NVIDIA's convert_images_to_uint8 for drange [-1, 1]: x·127.5 + 128, clip, truncate."""
-    return tf.saturate_cast(images * 127.5 + 128.0, tf.uint8)

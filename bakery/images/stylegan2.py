@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from bakery.images.generator import Generator, KwargChecker, expect_shape, log2_resolution
-from bakery.images.layers import (SQRT2, conv3x3, dense, depthwise_fir, fir_kernel, lrelu,
-                                  normalize_2nd_moment, tf, zero_insert)
+from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, depthwise_fir, fir_kernel, lrelu,
+                                  normalize_2nd_moment, rsqrt_exact, tf, zero_insert)
 from bakery.images.pickle_loader import CheckpointError, Network
 
 # NVIDIA's TF1 defaults (G_main / G_mapping / G_synthesis_stylegan2) for keys a pickle omits.
@@ -141,7 +141,7 @@ class StyleGAN2(Generator):
         s = dense(w_row, a, b)  # [N, in]
         x = x * s[:, None, None, :]
         x = self._upsample_conv(x, layer) if layer["up"] else conv3x3(x, layer["weight"])
-        d = tf.math.rsqrt(tf.matmul(tf.square(s), layer["wsq"]) + 1e-8)
+        d = rsqrt_exact(dense(tf.square(s), layer["wsq"]) + 1e-8)
         x = x * d[:, None, None, :]
         x = x + noise * layer["strength"]
         return lrelu(x + layer["bias"], SQRT2)
@@ -149,7 +149,7 @@ class StyleGAN2(Generator):
     def _to_rgb(self, x, w_row, layer):
         a, b = layer["style"]
         s = dense(w_row, a, b)
-        y = tf.einsum("nhwc,co->nhwo", x * s[:, None, None, :], layer["weight"])
+        y = conv1x1(x * s[:, None, None, :], layer["weight"])
         return y + layer["bias"]
 
     def _upsample_image(self, y):
