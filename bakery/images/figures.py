@@ -22,7 +22,7 @@ log = logging.getLogger("bakery.figures")
 SWEEP_PSIS = (1.0, 0.7, 0.5, 0.25, 0.0, -0.25, -0.5, -1.0)
 SHEET_GRID = 10
 SWEEP_ROWS = 6
-MAX_CELL = 256  # larger models are shown downscaled so a figure stays a README-sized image
+MAX_CELL = 128  # larger models are shown downscaled so a figure stays a README-sized image
 
 
 def grid(images: np.ndarray, cols: int, cell: int) -> np.ndarray:

@@ -53,6 +53,29 @@ def nearest_upscale(x):
     return tf.reshape(x, [-1, 2 * h, 2 * w, c])
 
 
+def transposed_to_phases(kernel_t: np.ndarray, offset: int) -> np.ndarray:
+    """A stride-2 conv2d_transpose kernel [L, L, out, in] (output cropped by `offset` in front)
+    → the equivalent sub-pixel form: one 3×3 SAME conv [3, 3, in, 4·out] whose channel groups
+    are the four output phases, put in place by depth_to_space. Output pixel 2p + a reads
+    input pixels p − 1 … p + 1 through taps offset + 2 + a − 2t. Regular convolutions give
+    every image the same bits whatever the batch size; TF's transposed convs do not."""
+    taps, _, cout, cin = kernel_t.shape
+    k = np.zeros((3, 3, cin, 2, 2, cout), np.float64)
+    for a in (0, 1):
+        for b in (0, 1):
+            for t in range(3):
+                for s in range(3):
+                    u, v = offset + 2 + a - 2 * t, offset + 2 + b - 2 * s
+                    if 0 <= u < taps and 0 <= v < taps:
+                        k[t, s, :, a, b, :] = kernel_t[u, v].T
+    return k.reshape(3, 3, cin, 4 * cout).astype(np.float32)
+
+
+def upsample_by_phases(x, phases):
+    """Apply a `transposed_to_phases` kernel: [N, H, W, in] → [N, 2H, 2W, out]."""
+    return tf.nn.depth_to_space(tf.nn.conv2d(x, phases, strides=1, padding="SAME"), 2)
+
+
 def conv3x3(x, weight):
     """Stride-1 cross-correlation with zero SAME padding (HWIO kernel), as tf.nn.conv2d in TF1."""
     return tf.nn.conv2d(x, weight, strides=1, padding="SAME")

@@ -15,7 +15,8 @@ import numpy as np
 
 from bakery.images.generator import Generator, KwargChecker, expect_shape, log2_resolution
 from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, depthwise_fir, fir_kernel, lrelu,
-                                  nearest_upscale, normalize_2nd_moment, rsqrt_exact, tf)
+                                  nearest_upscale, normalize_2nd_moment, rsqrt_exact, tf,
+                                  transposed_to_phases, upsample_by_phases)
 from bakery.images.pickle_loader import CheckpointError, Network
 
 # NVIDIA's TF1 defaults (G_style / G_mapping / G_synthesis in networks_stylegan.py).
@@ -121,7 +122,8 @@ class StyleGAN1(Generator):
             if fused:  # NVIDIA's fused upscale2d_conv2d: 4×4 kernel for a stride-2 transposed conv
                 wt = np.pad(w.transpose(0, 1, 3, 2), [[1, 1], [1, 1], [0, 0], [0, 0]])
                 wt = wt[1:, 1:] + wt[:-1, 1:] + wt[1:, :-1] + wt[:-1, :-1]
-                layer.update(fused=True, weight_t=tf.constant(wt.astype(np.float32)))
+                # conv2d_transpose(stride 2, SAME) crops 1 in front; run in its sub-pixel form
+                layer.update(fused=True, weight_up=tf.constant(transposed_to_phases(wt, offset=1)))
         return layer
 
     def _epilogue(self, v, scope, c, src) -> dict:
@@ -144,10 +146,7 @@ class StyleGAN1(Generator):
 
     def _conv_up(self, x, layer):
         if layer["fused"]:
-            _, h, w, _ = x.shape
-            cout = layer["weight_t"].shape[2]
-            shape = tf.stack([tf.shape(x)[0], 2 * h, 2 * w, cout])
-            x = tf.nn.conv2d_transpose(x, layer["weight_t"], shape, strides=2, padding="SAME")
+            x = upsample_by_phases(x, layer["weight_up"])
         else:
             x = conv3x3(nearest_upscale(x), layer["weight"])
         k = self.blur.shape[0]

@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from bakery.images.generator import Generator, KwargChecker, expect_shape, log2_resolution
-from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, depthwise_fir, fir_kernel, lrelu,
-                                  normalize_2nd_moment, rsqrt_exact, tf, zero_insert)
+from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, fir_kernel, lrelu, normalize_2nd_moment,
+                                  rsqrt_exact, tf, transposed_to_phases, upsample_by_phases)
 from bakery.images.pickle_loader import CheckpointError, Network
 
 # NVIDIA's TF1 defaults (G_main / G_mapping / G_synthesis_stylegan2) for keys a pickle omits.
@@ -49,6 +49,12 @@ class StyleGAN2(Generator):
         self.default_cutoff = self.num_ws  # G_main: truncation_cutoff=None means every layer
         self.channels = int(kw["num_channels"])
         self.fir = fir_kernel(kw["resample_kernel"], gain=4.0)  # ×factor² for 2× upsampling
+        if self.fir.shape != (4, 4):
+            raise CheckpointError(f"{source}: resample_kernel={kw['resample_kernel']!r}: only 4-tap kernels are supported")
+        rgb_up = np.zeros((4, 4, self.channels, self.channels), np.float32)
+        for c in range(self.channels):  # the same FIR on every colour channel, no mixing
+            rgb_up[:, :, c, c] = self.fir[::-1, ::-1]
+        self.rgb_up = tf.constant(transposed_to_phases(rgb_up, offset=1))
         nf = lambda stage: int(np.clip(int(kw["fmap_base"] / (2.0 ** (stage * kw["fmap_decay"]))),
                                        kw["fmap_min"], kw["fmap_max"]))
         comps = gs.components
@@ -115,8 +121,7 @@ class StyleGAN2(Generator):
             weight=tf.constant(weight.astype(np.float32)),
             # Σ_{kh,kw} w² per (in, out): demodulation factor = rsqrt(s² @ this)
             wsq=tf.constant(np.square(weight.astype(np.float64)).sum(axis=(0, 1)).astype(np.float32)),
-            # conv2d_transpose takes [k, k, out, in]; TF1 flips the kernel spatially for it
-            weight_t=tf.constant(np.ascontiguousarray(weight[::-1, ::-1].transpose(0, 1, 3, 2)).astype(np.float32)),
+            weight_up=tf.constant(self._upsample_conv_kernel(weight)) if scope.endswith("Conv0_up") else None,
             strength=float(np.asarray(expect_shape(v, f"{scope}/noise_strength", (), src))),
             bias=tf.constant(expect_shape(v, f"{scope}/bias", (cout,), src)),
             up=scope.endswith("Conv0_up"),
@@ -127,14 +132,25 @@ class StyleGAN2(Generator):
         return dict(style=self._style(v, scope, cin, src), weight=tf.constant(weight[0, 0].astype(np.float32)),
                     bias=tf.constant(expect_shape(v, f"{scope}/bias", (self.channels,), src)))
 
+    def _upsample_conv_kernel(self, weight: np.ndarray) -> np.ndarray:
+        """TF1's upsample_conv_2d is a stride-2 transposed conv with the stored 3×3 kernel flipped
+        (K[::-1, ::-1], as [3, 3, out, in]) giving 2H+1, then the 4×4 FIR blur with one pixel of
+        padding giving 2H. Both are linear, so they compose into one stride-2 transposed conv
+        with a 6×6 kernel, h[k+3−m, l+3−n] += f[k, l]·g[m, n], whose SAME output is exactly that
+        2H window; run as one 3×3 conv over the input plus depth_to_space (no zeros multiplied,
+        no (2H+1)² intermediate)."""
+        f = weight[::-1, ::-1].transpose(0, 1, 3, 2).astype(np.float64)
+        g = self.fir.astype(np.float64)
+        if g.shape != (4, 4):
+            raise CheckpointError(f"{self.source}: resample_kernel must have 4 taps, got {g.shape[0]}")
+        h = np.zeros((6, 6) + f.shape[2:])
+        for m in range(4):
+            for n in range(4):
+                h[3 - m:6 - m, 3 - n:6 - n] += f * g[m, n]
+        return transposed_to_phases(h, offset=2)  # SAME crops 2 of the 2H + 4 outputs in front
+
     def _upsample_conv(self, x, layer):
-        """TF1's upsample_conv_2d: stride-2 transposed 3×3 conv (2H+1), then the FIR blur (2H)."""
-        _, h, w, _ = x.shape
-        cout = layer["weight_t"].shape[2]
-        out_shape = tf.stack([tf.shape(x)[0], 2 * h + 1, 2 * w + 1, cout])
-        x = tf.nn.conv2d_transpose(x, layer["weight_t"], out_shape, strides=2, padding="VALID")
-        p = self.fir.shape[0] - 4  # (kernel taps − factor) − (conv kernel − 1)
-        return depthwise_fir(x, self.fir, (p + 1) // 2 + 1, p // 2 + 1)
+        return upsample_by_phases(x, layer["weight_up"])
 
     def _layer(self, x, w_row, noise, layer):
         a, b = layer["style"]
@@ -153,8 +169,10 @@ class StyleGAN2(Generator):
         return y + layer["bias"]
 
     def _upsample_image(self, y):
-        p = self.fir.shape[0] - 2
-        return depthwise_fir(zero_insert(y), self.fir, (p + 1) // 2 + 1, p // 2)
+        """TF1's upsample_2d (zero-insert, pad 2/1, 4×4 FIR ×4) as one stride-2 transposed conv:
+        out[q] = Σ_i y[i]·g[2i − q + 2] is conv2d_transpose with the kernel g flipped, SAME,
+        computed in its sub-pixel form."""
+        return upsample_by_phases(y, self.rgb_up)
 
     def synthesis(self, ws, noise):
         """ws [N, num_ws, w_dim]; noise: per noise input a [N, r, r, 1] tensor → NHWC float image."""
@@ -174,7 +192,7 @@ class StyleGAN2(Generator):
         total, res = 0.0, 4
         for layer in self.layers:
             kh, kw, cin, cout = layer["weight"].shape
-            total += 2.0 * kh * kw * cin * cout * res * res  # transposed conv: per input pixel
+            total += 2.0 * kh * kw * cin * cout * res * res  # a 3×3 conv per input pixel (NVIDIA's count)
             res = res * 2 if layer["up"] else res
         for i, layer in enumerate(self.torgbs):
             cin, cout = layer["weight"].shape
