@@ -1,0 +1,88 @@
+"""`bakery figures`: a 10×10 contact sheet and a truncation sweep of the configured model.
+
+contact-sheet.png: 100 consecutive seeds from --seed, at the psi and noise mode of the
+first band in [images]. truncation-sweep.png: one row per seed (6 rows from --seed), one
+column per psi in SWEEP_PSIS, as in NVIDIA's StyleGAN truncation figures; psi = 0 is the
+average image, negative psi the "opposite" of each seed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bakery.errors import BakeryError
+from bakery.fsutil import write_bytes_atomic
+
+log = logging.getLogger("bakery.figures")
+
+SWEEP_PSIS = (1.0, 0.7, 0.5, 0.25, 0.0, -0.25, -0.5, -1.0)
+SHEET_GRID = 10
+SWEEP_ROWS = 6
+MAX_CELL = 128  # larger models are shown downscaled so a figure stays a README-sized image
+
+
+def grid(images: np.ndarray, cols: int, cell: int) -> np.ndarray:
+    """[N, H, W, C] uint8 → one [rows·cell, cols·cell, C] image (cells resized if needed)."""
+    from PIL import Image
+
+    n = len(images)
+    rows = -(-n // cols)
+    sheet = np.zeros((rows * cell, cols * cell, images.shape[-1]), np.uint8)
+    for i, img in enumerate(images):
+        if img.shape[0] != cell:
+            mode = "L" if img.shape[-1] == 1 else "RGB"
+            pil = Image.fromarray(img[..., 0] if mode == "L" else img, mode).resize((cell, cell), Image.LANCZOS)
+            img = np.asarray(pil).reshape(cell, cell, -1)
+        r, c = divmod(i, cols)
+        sheet[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = img
+    return sheet
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def render_many(renderer, seeds, psis, noise: str, batch: int) -> np.ndarray:
+    out = []
+    for i in range(0, len(seeds), batch):
+        out.append(renderer.render_seeds(seeds[i:i + batch], psis[i:i + batch],
+                                         [noise] * len(seeds[i:i + batch]))["uint8"])
+    return np.concatenate(out)
+
+
+def run_figures(config, args) -> None:
+    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.stage import resolve_model
+
+    cfg = config.images
+    out_dir = Path(args.out) if getattr(args, "out", None) else config.build_dir / "figures"
+    first = int(getattr(args, "seed", 0) or 0)
+    if first < 0:
+        raise BakeryError(f"--seed must be ≥ 0, got {first}")
+    model = load_generator(resolve_model(cfg))
+    gen = model.generator
+    renderer = Renderer(gen, cfg.truncation_cutoff)
+    band = cfg.bands[0]
+    batch = getattr(args, "batch_size", None) or cfg.batch_size
+    cell = min(gen.resolution, MAX_CELL)
+    log.info("figures: %s %dpx model, seeds from %d → %s", gen.kind, gen.resolution, first, out_dir)
+
+    seeds = list(range(first, first + SHEET_GRID * SHEET_GRID))
+    sheet = render_many(renderer, seeds, [band.psi] * len(seeds), band.noise, batch)
+    write_bytes_atomic(out_dir / "contact-sheet.png", png_bytes(grid(sheet, SHEET_GRID, cell)))
+
+    seeds = [s for s in range(first, first + SWEEP_ROWS) for _ in SWEEP_PSIS]
+    psis = [p for _ in range(SWEEP_ROWS) for p in SWEEP_PSIS]
+    sweep = render_many(renderer, seeds, psis, band.noise, batch)
+    write_bytes_atomic(out_dir / "truncation-sweep.png", png_bytes(grid(sweep, len(SWEEP_PSIS), cell)))
+    log.info("figures: wrote %s and %s (psi %s, noise %s for the sheet; psi %s across the sweep)",
+             out_dir / "contact-sheet.png", out_dir / "truncation-sweep.png", band.psi, band.noise,
+             ", ".join(f"{p:g}" for p in SWEEP_PSIS))

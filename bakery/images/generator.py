@@ -1,0 +1,179 @@
+"""One interface over StyleGAN 1 and 2: load a checkpoint, sample like NVIDIA, render batches.
+
+Sampling follows NVIDIA's run_generator.py exactly, so a seed means the same image here as
+in their code: z = RandomState(seed).randn(1, z_dim); in noise mode "seeded" the same
+RandomState then fills every noise input, in the order the variables were created. Each
+image's inputs depend only on its own seed, never on its batch neighbours, so the batch
+size cannot change a picture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bakery.images.pickle_loader import CheckpointError, Checkpoint, Network, load_network_pickle
+
+NOISE_MODES = ("const", "seeded", "random")
+
+
+class Generator:
+    """What a StyleGAN variant provides; see stylegan2.StyleGAN2 and stylegan1.StyleGAN1."""
+
+    kind: str
+    z_dim: int
+    w_dim: int
+    num_ws: int
+    resolution: int
+    channels: int
+    default_cutoff: int  # W rows truncated when no cutoff is configured (the model's own default)
+    noise_shapes: list[tuple[int, int]]  # one (r, r) per noise input, in variable order
+    const_noise: list[np.ndarray]  # the stored noise maps, same order
+    dlatent_avg: object  # tf.Tensor [w_dim]
+
+    def mapping(self, z):
+        raise NotImplementedError
+
+    def synthesis(self, ws, noise):
+        raise NotImplementedError
+
+    def flops_per_image(self) -> float:
+        raise NotImplementedError
+
+
+@dataclass
+class LoadedModel:
+    checkpoint: Checkpoint
+    generator: Generator
+
+    @property
+    def sha256(self) -> str:
+        return self.checkpoint.sha256
+
+
+def load_generator(path: Path | str) -> LoadedModel:
+    """Checkpoint → the matching TF2 generator; an unknown architecture is an error."""
+    checkpoint = load_network_pickle(path)
+    gs, source = checkpoint.gs, str(path)
+    synthesis = gs.components.get("synthesis")
+    pair = (gs.build_func_name, synthesis.build_func_name if synthesis else None)
+    if pair == ("G_main", "G_synthesis_stylegan2"):
+        from bakery.images.stylegan2 import StyleGAN2
+
+        return LoadedModel(checkpoint, StyleGAN2(gs, source))
+    if pair == ("G_style", "G_synthesis"):
+        from bakery.images.stylegan1 import StyleGAN1
+
+        return LoadedModel(checkpoint, StyleGAN1(gs, source))
+    raise CheckpointError(f"{source}: unsupported generator architecture {pair[0]}/{pair[1]} "
+                          "(supported: StyleGAN 2 G_main/G_synthesis_stylegan2, StyleGAN 1 G_style/G_synthesis)")
+
+
+# -- helpers the architectures share when reading a checkpoint ------------------------------
+
+class KwargChecker:
+    """static_kwargs with NVIDIA's defaults filled in; unknown keys or unsupported values → error."""
+
+    def __init__(self, gs: Network, defaults: dict, runtime_only: set, required: dict, source: str):
+        values = dict(defaults)
+        for net, where in [(gs, "Gs")] + [(c, f"Gs/{k}") for k, c in gs.components.items()]:
+            for key, value in net.static_kwargs.items():
+                if key not in defaults and key not in runtime_only:
+                    raise CheckpointError(f"{source}: {where} static_kwargs: unknown option {key!r}={value!r}; "
+                                          "this generator cannot promise the right picture with it")
+                if key in defaults:
+                    if where != "Gs" and key in gs.static_kwargs and gs.static_kwargs[key] != value:
+                        raise CheckpointError(f"{source}: {where} static_kwargs: {key}={value!r} contradicts "
+                                              f"Gs ({gs.static_kwargs[key]!r})")
+                    values[key] = value
+        for key, wanted in required.items():
+            if values[key] != wanted:
+                raise CheckpointError(f"{source}: static_kwargs: {key}={values[key]!r} is not supported "
+                                      f"(only {wanted!r})")
+        self.values = values
+
+
+def expect_shape(variables: dict, name: str, shape: tuple, source: str) -> np.ndarray:
+    if name not in variables:
+        raise CheckpointError(f"{source}: variable {name!r} is missing")
+    value = variables[name]
+    if tuple(value.shape) != tuple(shape):
+        raise CheckpointError(f"{source}: variable {name!r} has shape {list(value.shape)}, "
+                              f"the static_kwargs imply {list(shape)}")
+    if not np.all(np.isfinite(value)):
+        raise CheckpointError(f"{source}: variable {name!r} holds NaN or infinite values")
+    return value
+
+
+def log2_resolution(resolution: int, source: str) -> int:
+    r = int(round(math.log2(resolution))) if resolution > 0 else 0
+    if resolution < 4 or 2 ** r != resolution:
+        raise CheckpointError(f"{source}: resolution {resolution} is not a power of two ≥ 4")
+    return r
+
+
+# -- sampling -------------------------------------------------------------------------------
+
+def seed_inputs(gen: Generator, seed: int, noise_mode: str,
+                fresh: np.random.Generator | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """z [z_dim] and the noise maps for one seed, exactly as NVIDIA's run_generator.py draws them."""
+    rnd = np.random.RandomState(seed)
+    z = rnd.randn(1, gen.z_dim)[0].astype(np.float32)  # drawn float64, fed as float32
+    if noise_mode == "const":
+        noise = gen.const_noise
+    elif noise_mode == "seeded":  # run_generator.py: tflib.set_vars({var: rnd.randn(*shape)}) in order
+        noise = [rnd.randn(1, 1, h, w)[0, 0].astype(np.float32) for h, w in gen.noise_shapes]
+    elif noise_mode == "random":  # TF1's randomize_noise=True: fresh every time, not reproducible
+        fresh = fresh or np.random.default_rng()
+        noise = [fresh.standard_normal((h, w), dtype=np.float32) for h, w in gen.noise_shapes]
+    else:
+        raise ValueError(f"unknown noise mode {noise_mode!r} (one of {', '.join(NOISE_MODES)})")
+    return z, noise
+
+
+class Renderer:
+    """A compiled (tf.function) z, psi, noise → image pass for one generator and cutoff."""
+
+    def __init__(self, gen: Generator, truncation_cutoff: int | None = None):
+        from bakery.images.tfsetup import device_name, import_tf
+
+        tf = self.tf = import_tf()
+        self.gen = gen
+        cutoff = gen.default_cutoff if truncation_cutoff is None else truncation_cutoff
+        self.cutoff = min(max(int(cutoff), 0), gen.num_ws)
+        self.device = device_name()
+        with tf.device(self.device):
+            self.row_mask = tf.constant((np.arange(gen.num_ws) < self.cutoff).astype(np.float32)[None, :, None])
+        signature = [tf.TensorSpec([None, gen.z_dim], tf.float32), tf.TensorSpec([None], tf.float32)]
+        signature += [tf.TensorSpec([None, h, w, 1], tf.float32) for h, w in gen.noise_shapes]
+        self._run = tf.function(self._forward, input_signature=signature)
+
+    def _forward(self, z, psi, *noise):
+        tf, gen = self.tf, self.gen
+        w = gen.mapping(z)
+        ws = tf.tile(w[:, None, :], [1, gen.num_ws, 1])
+        # lerp(avg, w, t) with t = psi on the truncated rows and 1 elsewhere (NVIDIA's tflib.lerp)
+        t = 1.0 + (psi[:, None, None] - 1.0) * self.row_mask
+        ws = gen.dlatent_avg + (ws - gen.dlatent_avg) * t
+        image = gen.synthesis(ws, list(noise))
+        uint8 = tf.saturate_cast(image * 127.5 + 128.0, tf.uint8)  # NVIDIA's convert_images_to_uint8
+        return ws, image, uint8
+
+    def render(self, z: np.ndarray, psi: np.ndarray, noise: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """z [N, z_dim], psi [N], noise[k] [N, r, r] → ws, image (NHWC float), uint8 (NHWC)."""
+        tf = self.tf
+        with tf.device(self.device):
+            feeds = [tf.constant(np.asarray(z, np.float32)), tf.constant(np.asarray(psi, np.float32))]
+            feeds += [tf.constant(np.asarray(n, np.float32)[..., None]) for n in noise]
+            ws, image, uint8 = self._run(*feeds)
+        return {"ws": ws.numpy(), "image": image.numpy(), "uint8": uint8.numpy()}
+
+    def render_seeds(self, seeds, psis, noise_modes, fresh=None) -> dict[str, np.ndarray]:
+        """One batch: each seed with its own psi and noise mode."""
+        inputs = [seed_inputs(self.gen, s, m, fresh) for s, m in zip(seeds, noise_modes)]
+        z = np.stack([zi for zi, _ in inputs])
+        noise = [np.stack([ns[k] for _, ns in inputs]) for k in range(len(self.gen.noise_shapes))]
+        return self.render(z, np.asarray(psis, np.float32), noise)

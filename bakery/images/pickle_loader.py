@@ -1,0 +1,250 @@
+"""NVIDIA's TensorFlow-1 network pickles (StyleGAN 1 and 2 `.pkl`), read and written without TF1.
+
+A TF1 network pickle is a tree of `dnnlib.tflib.network.Network` objects whose state dicts
+hold the build options (`static_kwargs`), sub-networks (`components`) and the trained
+weights (`variables`: `(name, ndarray)` pairs in creation order). NVIDIA's own loader
+imports dnnlib and *executes* the `build_module_src` string stored in the file, so a
+checkpoint can carry arbitrary code. This loader admits exactly the globals such a file
+legitimately names and refuses everything else before it can run: a `__reduce__` that
+calls os.system or eval fails with an error naming the module and attribute, and nothing
+from the file is ever imported, called or exec'd.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bakery.errors import BakeryError
+
+NETWORK_GLOBAL = ("dnnlib.tflib.network", "Network")
+EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
+
+
+class UnsafePickleError(BakeryError):
+    """The pickle names a global that a network checkpoint has no business referencing."""
+
+
+class CheckpointError(BakeryError):
+    """The file is not a usable NVIDIA network pickle (wrong shape, missing pieces, ...)."""
+
+
+class Network:
+    """Stand-in for dnnlib.tflib.network.Network: keeps the state dict, runs nothing."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise CheckpointError(f"Network state must be a dict, got {type(state).__name__}")
+        self.state = state
+
+    # Read-only views of the state keys the generator needs.
+    @property
+    def name(self) -> str:
+        return self.state.get("name", "?")
+
+    @property
+    def build_func_name(self) -> str:
+        return self.state.get("build_func_name", "?")
+
+    @property
+    def static_kwargs(self) -> dict:
+        return dict(self.state.get("static_kwargs") or {})
+
+    @property
+    def components(self) -> dict:
+        return dict(self.state.get("components") or {})
+
+    @property
+    def variables(self) -> dict[str, np.ndarray]:
+        """Local variable name → float32 array, in the stored (TF creation) order."""
+        return {name: np.asarray(value, np.float32) for name, value in self.state.get("variables", [])}
+
+
+class EasyDict(dict):
+    """dnnlib's attribute dict; only ever filled by the pickle's SETITEMS, never called with code."""
+
+
+def _safe_dtype(*args):
+    """numpy.dtype, minus object dtypes (whose elements pickle could fill with anything)."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise UnsafePickleError(f"pickle asks for an object array dtype ({args[0]!r}); refused")
+    return dtype
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    from numpy._core import multiarray  # numpy 2; the pickles say numpy.core (numpy 1.x spelling)
+
+    allowed = {}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    allowed[("numpy", "ndarray")] = np.ndarray
+    allowed[("numpy", "dtype")] = _safe_dtype
+    return allowed
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the network class, EasyDict and numpy's array reconstruction."""
+
+    def __init__(self, file, source: str):
+        super().__init__(file, encoding="latin1")
+        self.source = source
+        self.allowed = _numpy_globals()
+        self.allowed[NETWORK_GLOBAL] = Network
+        for key in EASYDICT_GLOBALS:
+            self.allowed[key] = EasyDict
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self.source}: refusing to load: the pickle references {module}.{name}, which is "
+                "not part of an NVIDIA network checkpoint (nothing from the file was run)") from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self.source}: refusing to load: the pickle uses persistent IDs")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    sha256: str
+    gs: Network
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_network_pickle(path: Path | str) -> Checkpoint:
+    """Load a (G, D, Gs) snapshot or a lone Gs; returns the Gs network (used for generation)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(data), str(path)).load()
+    except BakeryError:
+        raise
+    except Exception as exc:  # truncated file, not a pickle, bad numpy payload, ...
+        raise CheckpointError(f"{path}: not a readable network pickle ({type(exc).__name__}: {exc})") from None
+    gs = _pick_gs(obj, path)
+    _check_network(gs, path)
+    return Checkpoint(path=path, sha256=hashlib.sha256(data).hexdigest(), gs=gs)
+
+
+def _pick_gs(obj, path: Path) -> Network:
+    if isinstance(obj, Network):
+        return obj
+    if isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(n, Network) for n in obj):
+        return obj[2]  # (G, D, Gs): Gs is the moving average that NVIDIA samples from
+    raise CheckpointError(f"{path}: expected a (G, D, Gs) tuple or a single Gs Network, "
+                          f"got {type(obj).__name__}")
+
+
+def _check_network(net: Network, path: Path) -> None:
+    if not hasattr(net, "state"):
+        raise CheckpointError(f"{path}: a Network in the pickle has no state")
+    for key in ("static_kwargs", "components", "variables", "build_func_name"):
+        if key not in net.state:
+            raise CheckpointError(f"{path}: network {net.name!r} lacks the state key {key!r}")
+    variables = net.state["variables"]
+    if not isinstance(variables, list) or not all(
+            isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)
+            and isinstance(v[1], (np.ndarray, np.floating)) for v in variables):
+        raise CheckpointError(f"{path}: network {net.name!r}: variables must be (name, array) pairs")
+    for child in net.components.values():
+        if not isinstance(child, Network):
+            raise CheckpointError(f"{path}: network {net.name!r} has a component that is not a Network")
+        _check_network(child, path)
+
+
+# ---------------------------------------------------------------------------------------
+# Writing: the same format, so the project can make its own checkpoints (demo model, tests).
+
+_WRITE_NAMES = {}
+
+
+def _write_names() -> dict[int, tuple[str, str]]:
+    if not _WRITE_NAMES:
+        from numpy._core import multiarray
+
+        _WRITE_NAMES.update({
+            id(multiarray._reconstruct): ("numpy.core.multiarray", "_reconstruct"),
+            id(multiarray.scalar): ("numpy.core.multiarray", "scalar"),
+            id(np.ndarray): ("numpy", "ndarray"),
+            id(np.dtype): ("numpy", "dtype"),
+            id(NetworkToSave): NETWORK_GLOBAL,
+        })
+    return _WRITE_NAMES
+
+
+class NetworkToSave:
+    """A network to write: pickles as GLOBAL dnnlib.tflib.network Network, NEWOBJ, state, BUILD."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def __reduce_ex__(self, protocol):
+        import copyreg
+
+        return copyreg.__newobj__, (NetworkToSave,), self.state
+
+
+class _NvidiaPickler(pickle._Pickler):
+    """Spells globals the way NVIDIA's 2019/2020 files do (numpy 1.x module names)."""
+
+    def save_global(self, obj, name=None):
+        try:
+            module, qualname = _write_names()[id(obj)]
+        except KeyError:
+            raise TypeError(f"unexpected global {obj!r} in a network pickle") from None
+        if self.proto >= 4:
+            self.save(module)
+            self.save(qualname)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"))
+        self.memoize(obj)
+
+    # Classes (np.ndarray, np.dtype, NetworkToSave) reach pickle through save_type.
+    def save_type(self, obj):
+        return self.save_global(obj)
+
+    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch[type] = save_type
+
+
+def network_state(name: str, build_func_name: str, static_kwargs: dict, variables: list,
+                  components: dict | None = None, version: int = 4,
+                  build_module_src: str = "# TF1 build source omitted: never executed\n") -> dict:
+    """The state dict of one network, keys in the order NVIDIA's __getstate__ writes them."""
+    return {
+        "version": version,
+        "name": name,
+        "static_kwargs": dict(static_kwargs),
+        "components": dict(components or {}),
+        "build_module_src": build_module_src,
+        "build_func_name": build_func_name,
+        "variables": [(n, np.float32(v) if np.ndim(v) == 0 else np.asarray(v, np.float32))
+                      for n, v in variables],
+    }
+
+
+def dumps_network_pickle(obj, protocol: int = 3) -> bytes:
+    """obj: a NetworkToSave or a tuple of them; returns the bytes of an NVIDIA-format pickle."""
+    buf = io.BytesIO()
+    _NvidiaPickler(buf, protocol=protocol).dump(obj)
+    return buf.getvalue()

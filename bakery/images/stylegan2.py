@@ -1,0 +1,200 @@
+"""StyleGAN 2 (configs e/f, skip generator) in TensorFlow 2, built from an NVIDIA TF1 pickle.
+
+Maths as in NVIDIA's networks_stylegan2.py: stored weights carry no equalised-lr scale,
+so each is scaled once here at load time (`w / sqrt(fan_in)`, times lrmul in the mapping).
+The modulated convolutions run "non-fused": scale the input channels by the style, convolve
+the whole batch with one shared kernel, multiply the outputs by the demodulation factor.
+That is the same function as the grouped-conv form, but one big conv per layer, which is
+what makes batched generation fast on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bakery.images.generator import Generator, KwargChecker, expect_shape, log2_resolution
+from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, fir_kernel, lrelu, normalize_2nd_moment,
+                                  rsqrt_exact, tf, transposed_to_phases, upsample_by_phases)
+from bakery.images.pickle_loader import CheckpointError, Network
+
+# NVIDIA's TF1 defaults (G_main / G_mapping / G_synthesis_stylegan2) for keys a pickle omits.
+DEFAULTS = dict(
+    latent_size=512, dlatent_size=512, label_size=0, mapping_layers=8, mapping_fmaps=512,
+    mapping_lrmul=0.01, mapping_nonlinearity="lrelu", normalize_latents=True,
+    num_channels=3, resolution=1024, fmap_base=16 << 10, fmap_decay=1.0, fmap_min=1,
+    fmap_max=512, architecture="skip", nonlinearity="lrelu", resample_kernel=[1, 3, 3, 1],
+    dtype="float32",
+)
+# Options that only steer training or TF1 graph building; they do not change the image.
+RUNTIME_ONLY = {"truncation_psi", "truncation_cutoff", "truncation_psi_val", "truncation_cutoff_val",
+                "dlatent_avg_beta", "style_mixing_prob", "is_training", "is_validation",
+                "return_dlatents", "randomize_noise", "fused_modconv", "dlatent_broadcast",
+                "is_template_graph", "components", "mapping_func", "synthesis_func"}
+REQUIRED_VALUES = {"label_size": 0, "architecture": "skip", "nonlinearity": "lrelu",
+                   "mapping_nonlinearity": "lrelu", "dtype": "float32"}
+
+
+class StyleGAN2(Generator):
+    kind = "StyleGAN 2"
+
+    def __init__(self, gs: Network, source: str):
+        kw = KwargChecker(gs, DEFAULTS, RUNTIME_ONLY, REQUIRED_VALUES, source).values
+        self.source = source
+        self.z_dim, self.w_dim = int(kw["latent_size"]), int(kw["dlatent_size"])
+        self.resolution = int(kw["resolution"])
+        self.res_log2 = log2_resolution(self.resolution, source)
+        self.num_ws = 2 * self.res_log2 - 2
+        self.default_cutoff = self.num_ws  # G_main: truncation_cutoff=None means every layer
+        self.channels = int(kw["num_channels"])
+        self.fir = fir_kernel(kw["resample_kernel"], gain=4.0)  # ×factor² for 2× upsampling
+        if self.fir.shape != (4, 4):
+            raise CheckpointError(f"{source}: resample_kernel={kw['resample_kernel']!r}: only 4-tap kernels are supported")
+        rgb_up = np.zeros((4, 4, self.channels, self.channels), np.float32)
+        for c in range(self.channels):  # the same FIR on every colour channel, no mixing
+            rgb_up[:, :, c, c] = self.fir[::-1, ::-1]
+        self.rgb_up = tf.constant(transposed_to_phases(rgb_up, offset=1))
+        nf = lambda stage: int(np.clip(int(kw["fmap_base"] / (2.0 ** (stage * kw["fmap_decay"]))),
+                                       kw["fmap_min"], kw["fmap_max"]))
+        comps = gs.components
+        if set(comps) != {"synthesis", "mapping"}:
+            raise CheckpointError(f"{source}: Gs must have 'synthesis' and 'mapping' components, "
+                                  f"has {sorted(comps)}")
+        top = gs.variables
+        expect_shape(top, "dlatent_avg", (self.w_dim,), source)
+        self.dlatent_avg = tf.constant(top["dlatent_avg"])
+        self._build_mapping(comps["mapping"].variables, kw, source)
+        self._build_synthesis(comps["synthesis"].variables, nf, source)
+
+    # -- mapping: z → w -------------------------------------------------------------------
+    def _build_mapping(self, v: dict, kw: dict, source: str) -> None:
+        self.normalize_latents = bool(kw["normalize_latents"])
+        lrmul = float(kw["mapping_lrmul"])
+        n_layers, fmaps = int(kw["mapping_layers"]), int(kw["mapping_fmaps"])
+        self.mapping_layers = []
+        fan_in = self.z_dim
+        for i in range(n_layers):
+            out = self.w_dim if i == n_layers - 1 else fmaps
+            w = expect_shape(v, f"Dense{i}/weight", (fan_in, out), f"{source}: mapping")
+            b = expect_shape(v, f"Dense{i}/bias", (out,), f"{source}: mapping")
+            self.mapping_layers.append((tf.constant(w * (lrmul / math.sqrt(fan_in))), tf.constant(b * lrmul)))
+            fan_in = out
+        unused = set(v) - {f"Dense{i}/{p}" for i in range(n_layers) for p in ("weight", "bias")}
+        if unused:
+            raise CheckpointError(f"{source}: mapping has variables this generator does not know: "
+                                  f"{sorted(unused)[:3]} (labels or a different mapping network?)")
+
+    def mapping(self, z):
+        x = normalize_2nd_moment(z) if self.normalize_latents else z
+        for w, b in self.mapping_layers:
+            x = lrelu(dense(x, w, b), SQRT2)
+        return x
+
+    # -- synthesis: ws, noise → image --------------------------------------------------------
+    def _build_synthesis(self, v: dict, nf, source: str) -> None:
+        src = f"{source}: synthesis"
+        self.noise_shapes, self.const_noise = [], []
+        for k in range(self.num_ws - 1):
+            r = 2 ** ((k + 5) // 2)
+            self.const_noise.append(expect_shape(v, f"noise{k}", (1, 1, r, r), src)[0, 0])
+            self.noise_shapes.append((r, r))
+        self.const_input = tf.constant(expect_shape(v, "4x4/Const/const", (1, nf(1), 4, 4), src)
+                                       .transpose(0, 2, 3, 1))
+        self.layers = [self._modconv(v, "4x4/Conv", nf(1), nf(1), src)]
+        self.torgbs = [self._torgb(v, "4x4/ToRGB", nf(1), src)]
+        for res in range(3, self.res_log2 + 1):
+            name = f"{2 ** res}x{2 ** res}"
+            self.layers.append(self._modconv(v, f"{name}/Conv0_up", nf(res - 2), nf(res - 1), src))
+            self.layers.append(self._modconv(v, f"{name}/Conv1", nf(res - 1), nf(res - 1), src))
+            self.torgbs.append(self._torgb(v, f"{name}/ToRGB", nf(res - 1), src))
+
+    def _style(self, v, scope, cin, src):
+        a = expect_shape(v, f"{scope}/mod_weight", (self.w_dim, cin), src) / math.sqrt(self.w_dim)
+        b = expect_shape(v, f"{scope}/mod_bias", (cin,), src) + 1.0  # the "+1" is not stored
+        return tf.constant(a.astype(np.float32)), tf.constant(b.astype(np.float32))
+
+    def _modconv(self, v, scope, cin, cout, src) -> dict:
+        weight = expect_shape(v, f"{scope}/weight", (3, 3, cin, cout), src) / math.sqrt(9 * cin)
+        return dict(
+            style=self._style(v, scope, cin, src),
+            weight=tf.constant(weight.astype(np.float32)),
+            # Σ_{kh,kw} w² per (in, out): demodulation factor = rsqrt(s² @ this)
+            wsq=tf.constant(np.square(weight.astype(np.float64)).sum(axis=(0, 1)).astype(np.float32)),
+            weight_up=tf.constant(self._upsample_conv_kernel(weight)) if scope.endswith("Conv0_up") else None,
+            strength=float(np.asarray(expect_shape(v, f"{scope}/noise_strength", (), src))),
+            bias=tf.constant(expect_shape(v, f"{scope}/bias", (cout,), src)),
+            up=scope.endswith("Conv0_up"),
+        )
+
+    def _torgb(self, v, scope, cin, src) -> dict:
+        weight = expect_shape(v, f"{scope}/weight", (1, 1, cin, self.channels), src) / math.sqrt(cin)
+        return dict(style=self._style(v, scope, cin, src), weight=tf.constant(weight[0, 0].astype(np.float32)),
+                    bias=tf.constant(expect_shape(v, f"{scope}/bias", (self.channels,), src)))
+
+    def _upsample_conv_kernel(self, weight: np.ndarray) -> np.ndarray:
+        """TF1's upsample_conv_2d is a stride-2 transposed conv with the stored 3×3 kernel flipped
+        (K[::-1, ::-1], as [3, 3, out, in]) giving 2H+1, then the 4×4 FIR blur with one pixel of
+        padding giving 2H. Both are linear, so they compose into one stride-2 transposed conv
+        with a 6×6 kernel, h[k+3−m, l+3−n] += f[k, l]·g[m, n], whose SAME output is exactly that
+        2H window; run as one 3×3 conv over the input plus depth_to_space (no zeros multiplied,
+        no (2H+1)² intermediate)."""
+        f = weight[::-1, ::-1].transpose(0, 1, 3, 2).astype(np.float64)
+        g = self.fir.astype(np.float64)
+        if g.shape != (4, 4):
+            raise CheckpointError(f"{self.source}: resample_kernel must have 4 taps, got {g.shape[0]}")
+        h = np.zeros((6, 6) + f.shape[2:])
+        for m in range(4):
+            for n in range(4):
+                h[3 - m:6 - m, 3 - n:6 - n] += f * g[m, n]
+        return transposed_to_phases(h, offset=2)  # SAME crops 2 of the 2H + 4 outputs in front
+
+    def _upsample_conv(self, x, layer):
+        return upsample_by_phases(x, layer["weight_up"])
+
+    def _layer(self, x, w_row, noise, layer):
+        a, b = layer["style"]
+        s = dense(w_row, a, b)  # [N, in]
+        x = x * s[:, None, None, :]
+        x = self._upsample_conv(x, layer) if layer["up"] else conv3x3(x, layer["weight"])
+        d = rsqrt_exact(dense(tf.square(s), layer["wsq"]) + 1e-8)
+        x = x * d[:, None, None, :]
+        x = x + noise * layer["strength"]
+        return lrelu(x + layer["bias"], SQRT2)
+
+    def _to_rgb(self, x, w_row, layer):
+        a, b = layer["style"]
+        s = dense(w_row, a, b)
+        y = conv1x1(x * s[:, None, None, :], layer["weight"])
+        return y + layer["bias"]
+
+    def _upsample_image(self, y):
+        """TF1's upsample_2d (zero-insert, pad 2/1, 4×4 FIR ×4) as one stride-2 transposed conv:
+        out[q] = Σ_i y[i]·g[2i − q + 2] is conv2d_transpose with the kernel g flipped, SAME,
+        computed in its sub-pixel form."""
+        return upsample_by_phases(y, self.rgb_up)
+
+    def synthesis(self, ws, noise):
+        """ws [N, num_ws, w_dim]; noise: per noise input a [N, r, r, 1] tensor → NHWC float image."""
+        n = tf.shape(ws)[0]
+        x = tf.tile(self.const_input, [n, 1, 1, 1])
+        x = self._layer(x, ws[:, 0], noise[0], self.layers[0])
+        y = self._to_rgb(x, ws[:, 1], self.torgbs[0])
+        for i in range(1, self.res_log2 - 1):
+            k = 2 * i - 1  # index of this block's Conv0_up among layers, W rows and noise inputs
+            x = self._layer(x, ws[:, k], noise[k], self.layers[k])
+            x = self._layer(x, ws[:, k + 1], noise[k + 1], self.layers[k + 1])
+            y = self._upsample_image(y) + self._to_rgb(x, ws[:, k + 2], self.torgbs[i])
+        return y
+
+    def flops_per_image(self) -> float:
+        """Multiply-adds ×2 of the convolutions (the bulk of the work), for the benchmark."""
+        total, res = 0.0, 4
+        for layer in self.layers:
+            kh, kw, cin, cout = layer["weight"].shape
+            total += 2.0 * kh * kw * cin * cout * res * res  # a 3×3 conv per input pixel (NVIDIA's count)
+            res = res * 2 if layer["up"] else res
+        for i, layer in enumerate(self.torgbs):
+            cin, cout = layer["weight"].shape
+            total += 2.0 * cin * cout * (4 << i) ** 2
+        return total

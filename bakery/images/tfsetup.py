@@ -1,0 +1,43 @@
+"""The one place that imports TensorFlow: quietly, with a sane thread count, TF32 off."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("bakery.images")
+_TF = None
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def import_tf():
+    """Import TensorFlow once. Intra-op threads = our cores, one inter-op thread: a StyleGAN
+    forward pass is a chain of big ops, so running ops side by side only oversubscribes."""
+    global _TF
+    if _TF is None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF reads this at import only
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(cpu_threads())
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised by someone else in this process
+            pass
+        # TF32 matmuls on Ampere+ GPUs change results by ~1e-3: keep float32 exact.
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        gpus = tf.config.list_physical_devices("GPU")
+        log.debug("TensorFlow %s, %s", tf.__version__, f"{len(gpus)} GPU(s)" if gpus else "CPU only")
+        _TF = tf
+    return _TF
+
+
+def device_name() -> str:
+    tf = import_tf()
+    return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
