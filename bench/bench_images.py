@@ -36,6 +36,28 @@ def images_per_second(renderer, batch: int, min_images: int, min_seconds: float)
     return done / (time.perf_counter() - start)
 
 
+ONE_CALL = """
+import sys
+sys.path.insert(0, {repo!r})
+from bakery.images.generator import Renderer, load_generator
+renderer = Renderer(load_generator({model!r}).generator)
+renderer.render_seeds([{seed}], [0.7], ["seeded"])
+"""
+
+
+def per_process_call_seconds(model: Path, calls: int = 3) -> float:
+    """The original's way: one process per image (import, load, build, render one)."""
+    import subprocess
+
+    total = 0.0
+    for seed in range(calls):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", ONE_CALL.format(repo=str(REPO), model=str(model), seed=seed)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        total += time.perf_counter() - start
+    return total / calls
+
+
 def matmul_gflops(tf, n: int = 1024, seconds: float = 2.0) -> float:
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
@@ -76,6 +98,10 @@ def main() -> int:
             print(f"{name}_batch{b}: {r:.1f} images/s")
         print(f"{name}_best_batch: {best}")
         print(f"{name}_batched_vs_batch1: {ratio:.2f} x (target >= 3)")
+        per_call = per_process_call_seconds(path)
+        print(f"{name}_one_image_per_process: {1 / per_call:.2f} images/s ({per_call:.1f} s a call)")
+        print(f"{name}_batched_vs_one_per_process: {rates[best] * per_call:.0f} x "
+              "(baseline: the original's one image per process call, same run)")
         print(f"{name}_gflops_batch1: {one * flops / 1e9:.1f} GFLOP/s "
               f"({100 * one * flops / 1e9 / peak:.0f}% of matmul)")
         print(f"{name}_gflops_best: {rates[best] * flops / 1e9:.1f} GFLOP/s "
