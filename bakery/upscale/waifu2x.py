@@ -16,22 +16,55 @@ bicubic filter (Keys, a = -0.75). TensorFlow is imported lazily, on first use.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from bakery.upscale.modes import join_modes, split_modes
 from bakery.upscale.ncnn_weights import Network, load_waifu2x
 
 log = logging.getLogger("bakery.upscale")
 BICUBIC_A = -0.75  # waifu2x-ncnn-vulkan resizes alpha with ncnn's bicubic, which uses a = -0.75
 
 
+NATIVE_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IW]\d{4} |E\d{4} .*(cuInit|cuda)|"
+                          r"To enable the following instructions|.*rebuild TensorFlow with)")
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr():
+    """TensorFlow's C++ start-up banners (oneDNN, missing CUDA) bypass Python logging and
+    TF_CPP_MIN_LOG_LEVEL; catch fd 2 while it starts and pass on only other lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not NATIVE_NOISE.match(line):
+                    print(line, file=sys.stderr)
+
+
 def tensorflow(threads: int = 0):
     """Import TensorFlow once; the thread count only takes effect before its first op runs."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep oneDNN/CUDA banners off stderr
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _filtered_native_stderr():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
     import tensorflow as tf
 
     if threads > 0:
@@ -111,43 +144,6 @@ def tile_origins(size: int, tile: int) -> list[int]:
     if starts[-1] + tile < size:
         starts.append(size - tile)
     return starts
-
-
-# --- image modes ----------------------------------------------------------------------------
-
-
-def split_modes(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any Pillow mode → (uint8 RGB array, uint8 alpha array or None).
-
-    Palette and grey images become RGB(A), transparency kept; 16-bit and float grey are
-    scaled to 8 bits; CMYK/YCbCr/LAB/HSV are converted to RGB.
-    """
-    mode = img.mode
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
-        grey = np.asarray(img, dtype=np.float64)
-        if mode != "F":
-            grey = grey / 257.0  # 16-bit → 8-bit
-        img = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
-        has_alpha = False
-    img = img.convert("RGBA" if has_alpha else "RGB")
-    array = np.asarray(img)
-    if has_alpha:
-        return np.ascontiguousarray(array[..., :3]), np.ascontiguousarray(array[..., 3])
-    return array, None
-
-
-def join_modes(rgb: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
-    if alpha is None:
-        return Image.fromarray(rgb, "RGB")
-    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
-
-
-def lanczos_2x(img: Image.Image) -> Image.Image:
-    """The cheap alternative: Pillow's Lanczos on straight RGB(A)."""
-    rgb, alpha = split_modes(img)
-    base = join_modes(rgb, alpha)
-    return base.resize((2 * base.width, 2 * base.height), Image.Resampling.LANCZOS)
 
 
 # --- the network ----------------------------------------------------------------------------
