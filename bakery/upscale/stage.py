@@ -46,14 +46,14 @@ class Manifest:
 
     def __init__(self, path: Path, settings: dict):
         self.path, self.settings = path, settings
-        self.done: dict[str, int] = {}
+        self.done: dict[str, dict] = {}  # ID → {"bytes": output size, "source": [mtime_ns, size]}
         self._written = 0.0
         try:
             import json
 
             old = json.loads(path.read_text(encoding="utf-8"))
             if old.get("settings") == settings and isinstance(old.get("done"), dict):
-                self.done = {str(k): int(v) for k, v in old["done"].items()}
+                self.done = {str(k): v for k, v in old["done"].items() if isinstance(v, dict)}
             elif old.get("settings") != settings:
                 log.info("%s: settings changed (%s → %s): every image is redone",
                          path, old.get("settings"), settings)
@@ -61,8 +61,8 @@ class Manifest:
             pass  # no (readable) manifest: nothing counts as done
         self.write()  # record the current settings before any new output appears
 
-    def record(self, image_id: int, size: int) -> None:
-        self.done[str(image_id)] = size
+    def record(self, job: Job, size: int) -> None:
+        self.done[str(job.id)] = {"bytes": size, "source": source_signature(job.src)}
         if time.monotonic() - self._written > MANIFEST_EVERY_S:
             self.write()
 
@@ -74,23 +74,36 @@ class Manifest:
         self._written = time.monotonic()
 
 
+def source_signature(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
 def plan(ids: list[int], src_of, dst_of, manifest: Manifest) -> tuple[list[Job], list[Job], dict[int, str]]:
-    """Split IDs into (to do, already done, missing source → message)."""
+    """Split IDs into (to do, already done, missing source → message).
+
+    Done means: the output exists, is at least as new as its source, and the manifest saw it
+    made from this very source (same mtime and size) with the current settings. The last
+    check catches sources replaced by older files and hard-linked outputs (method none),
+    whose mtime is the source's own.
+    """
     todo, done, missing = [], [], {}
     for image_id in ids:
         job = Job(image_id, src_of(image_id), dst_of(image_id))
-        recorded = str(image_id) in manifest.done
-        try:
-            src_time = job.src.stat().st_mtime_ns
-        except FileNotFoundError:
-            src_time = None
+        entry = manifest.done.get(str(image_id))
+        source = source_signature(job.src)
         try:
             dst_time = job.dst.stat().st_mtime_ns
         except FileNotFoundError:
             dst_time = None
-        if recorded and dst_time is not None and (src_time is None or dst_time >= src_time):
+        fresh = source is None or (dst_time is not None and dst_time >= source[0]
+                                   and entry is not None and entry.get("source") == source)
+        if entry is not None and dst_time is not None and fresh:
             done.append(job)
-        elif src_time is None:
+        elif source is None:
             manifest.forget(image_id)
             missing[image_id] = f"{job.src} is missing"
         else:
@@ -262,6 +275,7 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
         log.info("upscale: %s, %d worker process(es) x %d thread(s)",
                  "GPU" if has_gpu else "CPU", workers, threads)
     bar = progress(None, desc="upscale", total=len(todo), unit="img", quiet=quiet)
+    by_id = {job.id: job for job in todo}
 
     def collect(results) -> None:
         for image_id, size, error in results:
@@ -269,7 +283,7 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
                 failures[image_id] = error
                 log.error("upscale: ID %d: %s", image_id, error)
             else:
-                manifest.record(image_id, size)
+                manifest.record(by_id[image_id], size)
             bar.update(1)
 
     try:
@@ -324,6 +338,7 @@ def run_compress(config, args) -> None:
         log.error("compress: ID %d: %s", image_id, message)
     log.info("compress: %d images to encode (JPEG quality %d), %d already done", len(todo), cfg.quality, len(done))
     bar = progress(None, desc="compress", total=len(todo), unit="img", quiet=args.quiet)
+    by_id = {job.id: job for job in todo}
     try:
         # libjpeg-turbo and zlib run with the GIL released, so threads use every core
         with cf.ThreadPoolExecutor(cfg.workers or cpu_count()) as pool:
@@ -332,7 +347,7 @@ def run_compress(config, args) -> None:
                     failures[image_id] = error
                     log.error("compress: ID %d: %s", image_id, error)
                 else:
-                    manifest.record(image_id, size)
+                    manifest.record(by_id[image_id], size)
                 bar.update(1)
     finally:
         bar.close()
