@@ -17,7 +17,7 @@ class UpscaleConfig:
     noise: str  # "none" or "0".."3": waifu2x's denoise level
     tile_size: int  # waifu2x input tile edge in pixels (each tile gets 7 px of real context)
     batch_size: int  # tiles per forward pass (matters on a GPU)
-    workers: int  # worker processes on CPU; 0 = one per core
+    workers: int  # worker processes on CPU; 0 = auto (one)
     threads: int  # TensorFlow threads per worker; 0 = cores / workers
 
     @property

@@ -221,16 +221,16 @@ def _run_in_worker(jobs: list[Job]):
 def upscale_plan(cfg, has_gpu: bool, jobs: int) -> tuple[int, int, int]:
     """(worker processes, threads each, images per call) for this config and machine.
 
-    On CPU, separate processes each running single-threaded TensorFlow scale better than one
-    process with more threads (see bench/bench_upscale.py); on a GPU one process feeds it
-    batches of images.
+    By default one process runs TensorFlow with a thread per core: measured on 2 cores it beat
+    two single-threaded worker processes (which also pay TensorFlow's start-up twice), see
+    bench/bench_upscale.py. On a GPU one process feeds it batches of images.
     """
     cores = cpu_count()
     if cfg.method != "waifu2x":
         return 1, 1, 1
     if has_gpu:
         return 1, cfg.threads or cores, cfg.batch_size
-    workers = max(1, min(cfg.workers or cores, jobs))
+    workers = max(1, min(cfg.workers or 1, jobs))
     threads = cfg.threads or max(1, cores // workers)
     return workers, threads, 1
 
