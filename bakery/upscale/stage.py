@@ -39,6 +39,7 @@ class Job:
     id: int
     src: Path
     dst: Path
+    source: list[int] | None = None  # the source's [mtime_ns, size] when the job was planned
 
 
 class Manifest:
@@ -62,7 +63,7 @@ class Manifest:
         self.write()  # record the current settings before any new output appears
 
     def record(self, job: Job, size: int) -> None:
-        self.done[str(job.id)] = {"bytes": size, "source": source_signature(job.src)}
+        self.done[str(job.id)] = {"bytes": size, "source": job.source}
         if time.monotonic() - self._written > MANIFEST_EVERY_S:
             self.write()
 
@@ -92,9 +93,9 @@ def plan(ids: list[int], src_of, dst_of, manifest: Manifest) -> tuple[list[Job],
     """
     todo, done, missing = [], [], {}
     for image_id in ids:
-        job = Job(image_id, src_of(image_id), dst_of(image_id))
+        source = source_signature(src_of(image_id))
+        job = Job(image_id, src_of(image_id), dst_of(image_id), source)
         entry = manifest.done.get(str(image_id))
-        source = source_signature(job.src)
         try:
             dst_time = job.dst.stat().st_mtime_ns
         except FileNotFoundError:
