@@ -1,4 +1,4 @@
-"""The [upscale] and [jpeg] sections."""
+"""The [upscale] and [jpeg] sections (documented key by key in docs/upscale.md)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,27 @@ from bakery.config import Table
 
 METHODS = ("waifu2x", "lanczos", "none")
 NOISE_LEVELS = ("none", "0", "1", "2", "3")
+SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
 
 @dataclass(frozen=True)
 class UpscaleConfig:
-    method: str
+    method: str  # "waifu2x", "lanczos" or "none"
     noise: str  # "none" or "0".."3": waifu2x's denoise level
-    scale: int
-    tile_size: int
-    workers: int
+    tile_size: int  # waifu2x input tile edge in pixels (each tile gets 7 px of real context)
+    batch_size: int  # tiles per forward pass (matters on a GPU)
+    workers: int  # worker processes on CPU; 0 = auto (one)
+    threads: int  # TensorFlow threads per worker; 0 = cores / workers
+
+    @property
+    def scale(self) -> int:
+        return 1 if self.method == "none" else 2
+
+    def settings(self) -> dict:
+        """What the output pixels depend on; a change redoes every image."""
+        if self.method == "waifu2x":
+            return {"method": self.method, "noise": self.noise, "scale": 2}
+        return {"method": self.method, "scale": self.scale}
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,11 @@ class JpegConfig:
     progressive: bool
     optimize: bool
     subsampling: str
+    workers: int  # encoder threads; 0 = one per core
+
+    def settings(self) -> dict:
+        return {"quality": self.quality, "progressive": self.progressive,
+                "optimize": self.optimize, "subsampling": self.subsampling}
 
 
 def parse_upscale(t: Table) -> UpscaleConfig:
@@ -36,9 +53,10 @@ def parse_upscale(t: Table) -> UpscaleConfig:
     cfg = UpscaleConfig(
         method=t.str("method", "waifu2x", choices=METHODS),
         noise=noise_value,
-        scale=t.int("scale", 2, min=2, max=2),
-        tile_size=t.int("tile_size", 256, min=32, max=4096),
-        workers=t.int("workers", 2, min=1, max=256),
+        tile_size=t.int("tile_size", 512, min=16, max=4096),
+        batch_size=t.int("batch_size", 4, min=1, max=1024),
+        workers=t.int("workers", 0, min=0, max=256),
+        threads=t.int("threads", 0, min=0, max=256),
     )
     t.finish()
     return cfg
@@ -49,7 +67,8 @@ def parse_jpeg(t: Table) -> JpegConfig:
         quality=t.int("quality", 25, min=1, max=95),
         progressive=t.bool("progressive", True),
         optimize=t.bool("optimize", True),
-        subsampling=t.str("subsampling", "4:2:0", choices=("4:4:4", "4:2:2", "4:2:0")),
+        subsampling=t.str("subsampling", "4:2:0", choices=SUBSAMPLINGS),
+        workers=t.int("workers", 0, min=0, max=256),
     )
     t.finish()
     return cfg

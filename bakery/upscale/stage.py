@@ -1,0 +1,357 @@
+"""`bakery upscale` (build/raw → build/upscaled) and `bakery compress` (build/upscaled → public JPEGs).
+
+Both stages are resumable. An output counts as done when it exists, is at least as new as its
+source, and the stage's manifest says it was made with the current settings; a settings change
+(say upscale.noise or jpeg.quality) therefore redoes every image. Outputs are written
+atomically, so a killed run leaves complete files or none. A PNG that cannot be decoded is
+reported by ID and skipped; the others finish, then the stage raises StageFailures.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from bakery.errors import BakeryError, StageFailures
+from bakery.fsutil import atomic_open, remove_stale_temps, write_json_atomic
+from bakery.progress import progress
+
+log = logging.getLogger("bakery.upscale")
+PNG_LEVEL = 1  # build/upscaled is scratch space: fast zlib beats small files there
+MANIFEST_EVERY_S = 2.0
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError)
+
+
+# --- bookkeeping shared by both stages ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    src: Path
+    dst: Path
+    source: list[int] | None = None  # the source's [mtime_ns, size] when the job was planned
+
+
+class Manifest:
+    """build/<stage>/manifest.json: the settings the outputs were made with and which IDs are done."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path, self.settings = path, settings
+        self.done: dict[str, dict] = {}  # ID → {"bytes": output size, "source": [mtime_ns, size]}
+        self._written = 0.0
+        try:
+            import json
+
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old.get("settings") == settings and isinstance(old.get("done"), dict):
+                self.done = {str(k): v for k, v in old["done"].items() if isinstance(v, dict)}
+            elif old.get("settings") != settings:
+                log.info("%s: settings changed (%s → %s): every image is redone",
+                         path, old.get("settings"), settings)
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass  # no (readable) manifest: nothing counts as done
+        self.write()  # record the current settings before any new output appears
+
+    def record(self, job: Job, size: int) -> None:
+        self.done[str(job.id)] = {"bytes": size, "source": job.source}
+        if time.monotonic() - self._written > MANIFEST_EVERY_S:
+            self.write()
+
+    def forget(self, image_id: int) -> None:
+        self.done.pop(str(image_id), None)
+
+    def write(self) -> None:
+        write_json_atomic(self.path, {"settings": self.settings, "done": self.done})
+        self._written = time.monotonic()
+
+
+def source_signature(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def plan(ids: list[int], src_of, dst_of, manifest: Manifest) -> tuple[list[Job], list[Job], dict[int, str]]:
+    """Split IDs into (to do, already done, missing source → message).
+
+    Done means: the output exists, is at least as new as its source, and the manifest saw it
+    made from this very source (same mtime and size) with the current settings. The last
+    check catches sources replaced by older files and hard-linked outputs (method none),
+    whose mtime is the source's own.
+    """
+    todo, done, missing = [], [], {}
+    for image_id in ids:
+        source = source_signature(src_of(image_id))
+        job = Job(image_id, src_of(image_id), dst_of(image_id), source)
+        entry = manifest.done.get(str(image_id))
+        try:
+            dst_time = job.dst.stat().st_mtime_ns
+        except FileNotFoundError:
+            dst_time = None
+        fresh = source is None or (dst_time is not None and dst_time >= source[0]
+                                   and entry is not None and entry.get("source") == source)
+        if entry is not None and dst_time is not None and fresh:
+            done.append(job)
+        elif source is None:
+            manifest.forget(image_id)
+            missing[image_id] = f"{job.src} is missing"
+        else:
+            manifest.forget(image_id)
+            todo.append(job)
+    return todo, done, missing
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def size_report(stage: str, outputs: list[Path], what: str) -> None:
+    sizes = [path.stat().st_size for path in outputs if path.exists()]
+    if sizes:
+        total = sum(sizes)
+        log.info("%s: %d %s, %s bytes in total, mean %s bytes (%.1f KiB) per image",
+                 stage, len(sizes), what, f"{total:,}", f"{total // len(sizes):,}", total / len(sizes) / 1024)
+
+
+def finish(stage: str, failures: dict[int, str], total: int) -> None:
+    if failures:
+        listed = "; ".join(f"ID {i}: {msg}" for i, msg in sorted(failures.items()))
+        raise StageFailures(f"{stage}: {len(failures)} of {total} images failed: {listed}")
+
+
+def open_png(path: Path) -> Image.Image:
+    """Decode fully now, so a truncated or corrupt file fails here with a clear message."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except FileNotFoundError:
+        raise BakeryError(f"{path} is missing") from None
+    except DECODE_ERRORS as exc:
+        raise BakeryError(f"{path}: cannot decode PNG ({exc or type(exc).__name__})") from None
+
+
+# --- upscale --------------------------------------------------------------------------------
+
+
+def save_png(img: Image.Image, path: Path, icc: bytes | None) -> int:
+    extra = {"icc_profile": icc} if icc else {}
+    with atomic_open(path) as fh:
+        img.save(fh, "PNG", compress_level=PNG_LEVEL, **extra)
+    return path.stat().st_size
+
+
+def link_or_copy(src: Path, dst: Path) -> int:
+    """method = none: the raw PNG is the upscaled PNG. A hard link costs nothing; else copy."""
+    tmp = dst.with_name(f".tmp-{dst.name}.link")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        with atomic_open(dst) as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+    return dst.stat().st_size
+
+
+class Upscaler:
+    """One process's upscaler: opens, enlarges and saves images for a given [upscale] config."""
+
+    def __init__(self, method: str, noise: str, tile_size: int, batch_size: int, threads: int):
+        self.method = method
+        self.model = None
+        if method == "waifu2x":
+            from bakery.upscale.waifu2x import Waifu2x
+
+            self.model = Waifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads)
+
+    def run(self, jobs: list[Job]) -> list[tuple[int, int | None, str | None]]:
+        """Upscale a batch; returns (id, output bytes or None, error or None) for each job."""
+        results, loaded = [], []
+        for job in jobs:
+            try:
+                img = open_png(job.src)
+            except BakeryError as exc:
+                results.append((job.id, None, str(exc)))
+                continue
+            if self.method == "none":
+                results.append((job.id, link_or_copy(job.src, job.dst), None))
+            else:
+                loaded.append((job, img))
+        if not loaded:
+            return results
+        if self.method == "waifu2x":
+            bigger = self.model.upscale_images([img for _, img in loaded])
+        else:
+            from bakery.upscale.modes import lanczos_2x
+
+            bigger = [lanczos_2x(img) for _, img in loaded]
+        for (job, img), out in zip(loaded, bigger):
+            results.append((job.id, save_png(out, job.dst, img.info.get("icc_profile")), None))
+        return results
+
+
+_worker: Upscaler | None = None
+
+
+def _init_worker(*settings) -> None:
+    global _worker
+    _worker = Upscaler(*settings)
+
+
+def _run_in_worker(jobs: list[Job]):
+    return _worker.run(jobs)
+
+
+def upscale_plan(cfg, has_gpu: bool, jobs: int) -> tuple[int, int, int]:
+    """(worker processes, threads each, images per call) for this config and machine.
+
+    By default one process runs TensorFlow with a thread per core: measured on 2 cores it beat
+    two single-threaded worker processes (which also pay TensorFlow's start-up twice), see
+    bench/bench_upscale.py. On a GPU one process feeds it batches of images.
+    """
+    cores = cpu_count()
+    if cfg.method != "waifu2x":
+        return 1, 1, 1
+    if has_gpu:
+        return 1, cfg.threads or cores, cfg.batch_size
+    workers = max(1, min(cfg.workers or 1, jobs))
+    threads = cfg.threads or max(1, cores // workers)
+    return workers, threads, 1
+
+
+def run_upscale(config, args) -> None:
+    cfg = config.upscale
+    raw_dir, out_dir = config.build_dir / "raw", config.build_dir / "upscaled"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
+    manifest = Manifest(out_dir / "manifest.json", cfg.settings())
+    ids = list(config.images.ids)
+    todo, done, failures = plan(ids, lambda i: raw_dir / f"example-{i}.png",
+                                lambda i: out_dir / f"example-{i}.png", manifest)
+    for image_id, message in failures.items():
+        log.error("upscale: ID %d: %s", image_id, message)
+    log.info("upscale: %d images to do with %s, %d already done", len(todo), _describe(cfg), len(done))
+    if todo:
+        try:
+            _upscale_jobs(cfg, todo, manifest, failures, quiet=args.quiet)
+        finally:
+            manifest.write()
+    size_report("upscale", [out_dir / f"example-{i}.png" for i in ids], "upscaled PNGs")
+    finish("upscale", failures, len(ids))
+
+
+def _describe(cfg) -> str:
+    if cfg.method == "waifu2x":
+        return f"waifu2x upconv_7 (noise {cfg.noise})"
+    return {"lanczos": "Lanczos 2x", "none": "no upscaling (links)"}[cfg.method]
+
+
+def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quiet: bool) -> None:
+    has_gpu = False
+    if cfg.method == "waifu2x":
+        from bakery.upscale.waifu2x import gpu_available
+
+        has_gpu = gpu_available()
+    workers, threads, per_call = upscale_plan(cfg, has_gpu, len(todo))
+    settings = (cfg.method, cfg.noise, cfg.tile_size, cfg.batch_size, threads)
+    chunks = [todo[i:i + per_call] for i in range(0, len(todo), per_call)]
+    if cfg.method == "waifu2x":
+        log.info("upscale: %s, %d worker process(es) x %d thread(s)",
+                 "GPU" if has_gpu else "CPU", workers, threads)
+    bar = progress(None, desc="upscale", total=len(todo), unit="img", quiet=quiet)
+    by_id = {job.id: job for job in todo}
+
+    def collect(results) -> None:
+        for image_id, size, error in results:
+            if error:
+                failures[image_id] = error
+                log.error("upscale: ID %d: %s", image_id, error)
+            else:
+                manifest.record(by_id[image_id], size)
+            bar.update(1)
+
+    try:
+        if workers == 1:
+            upscaler = Upscaler(*settings)
+            if cfg.method == "waifu2x":
+                for chunk in chunks:
+                    collect(upscaler.run(chunk))
+            else:  # Pillow releases the GIL while it decodes, resizes and encodes
+                with cf.ThreadPoolExecutor(cpu_count()) as pool:
+                    for results in pool.map(upscaler.run, chunks):
+                        collect(results)
+        else:
+            # spawn, not fork: TensorFlow's thread pools do not survive a fork
+            context = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                        initargs=settings) as pool:
+                futures = [pool.submit(_run_in_worker, chunk) for chunk in chunks]
+                try:
+                    for future in cf.as_completed(futures):
+                        collect(future.result())
+                except cf.process.BrokenProcessPool:
+                    raise BakeryError("upscale: a worker process died (out of memory?); "
+                                      "rerun to continue, or lower upscale.workers / tile_size") from None
+    finally:
+        bar.close()
+
+
+# --- compress -------------------------------------------------------------------------------
+
+
+def compress_one(job: Job, jpeg_cfg) -> tuple[int, int | None, str | None]:
+    from bakery.upscale.jpeg import write_jpeg
+
+    try:
+        img = open_png(job.src)
+    except BakeryError as exc:
+        return job.id, None, str(exc)
+    return job.id, write_jpeg(img, job.dst, jpeg_cfg), None
+
+
+def run_compress(config, args) -> None:
+    cfg = config.jpeg
+    src_dir, out_dir = config.build_dir / "upscaled", config.public_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
+    manifest = Manifest(config.build_dir / "compress" / "manifest.json", cfg.settings())
+    ids = list(config.images.ids)
+    todo, done, failures = plan(ids, lambda i: src_dir / f"example-{i}.png",
+                                lambda i: out_dir / f"example-{i}.jpg", manifest)
+    for image_id, message in failures.items():
+        log.error("compress: ID %d: %s", image_id, message)
+    log.info("compress: %d images to encode (JPEG quality %d), %d already done", len(todo), cfg.quality, len(done))
+    bar = progress(None, desc="compress", total=len(todo), unit="img", quiet=args.quiet)
+    by_id = {job.id: job for job in todo}
+    try:
+        # libjpeg-turbo and zlib run with the GIL released, so threads use every core
+        with cf.ThreadPoolExecutor(cfg.workers or cpu_count()) as pool:
+            for image_id, size, error in pool.map(lambda job: compress_one(job, cfg), todo):
+                if error:
+                    failures[image_id] = error
+                    log.error("compress: ID %d: %s", image_id, error)
+                else:
+                    manifest.record(by_id[image_id], size)
+                bar.update(1)
+    finally:
+        bar.close()
+        manifest.write()
+    size_report("compress", [out_dir / f"example-{i}.jpg" for i in ids], "JPEGs")
+    finish("compress", failures, len(ids))
