@@ -8,8 +8,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-# Leftovers of atomic writes that a crash interrupted (bakery.fsutil): never published.
-ALWAYS_EXCLUDED = (".tmp-*",)
+# Leftovers of atomic writes that a crash interrupted (bakery.fsutil) and the staging folder
+# of an interrupted `bakery archive`: never published.
+ALWAYS_EXCLUDED = (".tmp-*", ".archiving-*")
 
 
 @dataclass(frozen=True)
