@@ -272,3 +272,19 @@ def test_killed_sync_then_rerun_converges_to_exact_copy(project, endpoint, calls
     assert ops(calls, "PutObject") == []
     state = json.loads(state_path(config.build_dir).read_text())
     assert set(state["objects"]) == set(files)
+
+
+def test_archived_generation_is_copied_server_side_not_uploaded(project, calls):
+    from bakery.deploy.archive import archive
+
+    config, _ = project["make"]()
+    old = fill_public(project["public"], 5)
+    deploy_s3(config, quiet=True)
+    archive(config, "v1")
+    new = fill_public(project["public"], 5, seed=1)  # the next generation reuses the names
+    calls.clear()
+    deploy_s3(config, quiet=True)
+    moved = {f"v1/{k}": v for k, v in old.items() if k.startswith(("example-", "snippet-"))}
+    assert sorted(ops(calls, "CopyObject")) == sorted(moved)
+    assert not any(k.startswith("v1/") for k in ops(calls, "PutObject"))
+    assert remote_tree(project["client"], project["bucket"]) == {**new, **moved}
