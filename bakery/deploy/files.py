@@ -5,7 +5,9 @@ from __future__ import annotations
 import fnmatch
 import mimetypes
 import os
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 # Leftovers of atomic writes that a crash interrupted (bakery.fsutil) and the staging folder
@@ -16,16 +18,20 @@ ALWAYS_EXCLUDED = (".tmp-*", ".archiving-*")
 @dataclass(frozen=True)
 class LocalFile:
     rel: str  # path below public/, "/"-separated
-    path: Path
+    path: str  # absolute; a str, not a Path: building 100k Path objects is measurable
     size: int
     mtime_ns: int
 
 
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(fnmatch.translate(pattern.lstrip("/")))
+
+
 def glob_matches(pattern: str, rel: str) -> bool:
     """A glob with "/" matches the whole relative path, one without it only the file name."""
-    if "/" in pattern:
-        return fnmatch.fnmatchcase(rel, pattern.lstrip("/"))
-    return fnmatch.fnmatchcase(rel.rsplit("/", 1)[-1], pattern)
+    target = rel if "/" in pattern else rel.rsplit("/", 1)[-1]
+    return _compiled(pattern).match(target) is not None
 
 
 def matches_any(patterns, rel: str) -> bool:
@@ -49,10 +55,10 @@ def scan_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[LocalFile]:
                 if matches_any(patterns, rel):
                     continue
                 if entry.is_dir():
-                    stack.append((Path(entry.path), rel + "/"))
+                    stack.append((entry.path, rel + "/"))
                 elif entry.is_file():
                     st = entry.stat()
-                    found.append(LocalFile(rel, Path(entry.path), st.st_size, st.st_mtime_ns))
+                    found.append(LocalFile(rel, entry.path, st.st_size, st.st_mtime_ns))
     found.sort(key=lambda f: f.rel)
     return found
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -31,6 +32,9 @@ from bakery.progress import progress
 log = logging.getLogger("bakery.deploy")
 
 SAVE_EVERY_S = 5.0
+# Parallel listing ranges: enough to hide round trips to a remote store; more only adds
+# contention (and a single-process store such as moto gains nothing from them).
+LIST_WORKERS = 8
 # Errors that will fail every other request the same way: stop at the first one.
 FATAL_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
                "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AuthorizationHeaderMalformed"}
@@ -92,7 +96,7 @@ def plan_deploy(config, client, state: dict[str, Entry], quiet: bool) -> tuple[P
     local_keys = [key_of(f.rel) for f in files]
     t0 = time.monotonic()
     try:
-        remote = list_remote(client, s3cfg.bucket, key_of(""), local_keys, workers=s3cfg.concurrency)
+        remote = list_remote(client, s3cfg.bucket, key_of(""), local_keys, workers=min(s3cfg.concurrency, LIST_WORKERS))
     except Exception as exc:  # botocore's errors share no useful base class with connection errors
         raise BakeryError(f"{where(s3cfg, key_of(''))}: cannot list the bucket: {describe_error(exc)[1]}") from None
     log.info("s3: %d local files, %d remote objects listed in %.1f s", len(files), len(remote),
@@ -209,9 +213,10 @@ class Runner:
         return extra
 
     def upload(self, a: Action):
-        st = a.local.path.stat()  # before reading: a file changed meanwhile is rechecked next time
+        st = os.stat(a.local.path)  # before reading: a file changed meanwhile is rechecked next time
         if st.st_size < self.s3cfg.multipart_threshold:
-            data = a.local.path.read_bytes()
+            with open(a.local.path, "rb") as fh:
+                data = fh.read()
             digest = hashlib.md5(data)
             resp = self.client.put_object(Bucket=self.s3cfg.bucket, Key=a.key, Body=data,
                                           ContentMD5=base64.b64encode(digest.digest()).decode(),
@@ -226,7 +231,7 @@ class Runner:
         chunk = part_size(st.st_size, self.s3cfg.multipart_chunk)
         transfer = TransferConfig(multipart_threshold=self.s3cfg.multipart_threshold, multipart_chunksize=chunk,
                                   max_concurrency=4)
-        self.client.upload_file(str(a.local.path), self.s3cfg.bucket, a.key, ExtraArgs=self.headers(a),
+        self.client.upload_file(a.local.path, self.s3cfg.bucket, a.key, ExtraArgs=self.headers(a),
                                 Config=transfer, Callback=self.advance)
         md5, _ = file_digests(a.local.path, st.st_size, self.s3cfg.multipart_threshold, chunk)
         etag = self.client.head_object(Bucket=self.s3cfg.bucket, Key=a.key)["ETag"].strip('"')

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from bakery.deploy.files import LocalFile
 from bakery.deploy.s3list import Remote
@@ -101,28 +101,24 @@ def make_plan(files: list[LocalFile], key_of, headers_of, remote: dict[str, Remo
     plan = Plan()
     for f in files:
         key = keys[f.rel]
-        ctype, cache = headers_of(f.rel)
         entry, there = state.get(key), remote.get(key)
-        base = Action("same", key, f.rel, f.size, local=f, content_type=ctype, cache_control=cache,
-                      remote_etag=there.etag if there else None)
+        ctype, cache = headers_of(f.rel)
         if state_is_current(entry, f):
             md5, etag = entry.md5, entry.etag
-        elif f.rel in digests:
-            md5, etag = digests[f.rel]
         else:
-            md5 = etag = None
-        base = replace(base, md5=md5, etag=etag)
-
+            md5, etag = digests.get(f.rel, (None, None))
         if there is None:
             source = copy_sources.get(md5) if md5 and f.size < threshold else None
-            plan.add(replace(base, kind="copy", source=source) if source else replace(base, kind="new"))
+            kind = "copy" if source else "new"
         elif etag is None or there.etag != etag or there.size != f.size:
-            plan.add(replace(base, kind="changed"))
+            kind, source = "changed", None
         elif entry is not None and entry.etag == there.etag:
             same_headers = (entry.content_type, entry.cache_control) == (ctype, cache)
-            plan.add(base if same_headers else replace(base, kind="headers"))
+            kind, source = ("same" if same_headers else "headers"), None
         else:
-            plan.add(replace(base, kind="verify"))
+            kind, source = "verify", None
+        plan.add(Action(kind, key, f.rel, f.size, local=f, md5=md5, etag=etag, source=source,
+                        content_type=ctype, cache_control=cache, remote_etag=there.etag if there else None))
 
     local_keys = set(keys.values())
     root = key_of("")
