@@ -288,3 +288,27 @@ def test_archived_generation_is_copied_server_side_not_uploaded(project, calls):
     assert sorted(ops(calls, "CopyObject")) == sorted(moved)
     assert not any(k.startswith("v1/") for k in ops(calls, "PutObject"))
     assert remote_tree(project["client"], project["bucket"]) == {**new, **moved}
+
+
+def test_a_failed_upload_keeps_index_html_back_and_the_rerun_finishes(project, monkeypatch, calls):
+    config, toml = project["make"]()
+    files = fill_public(project["public"], 6)
+    real_upload = s3mod.Runner.upload
+
+    def flaky(self, action):
+        if action.rel == "example-4.jpg":
+            raise OSError("disk read error")
+        return real_upload(self, action)
+
+    monkeypatch.setattr(s3mod.Runner, "upload", flaky)
+    with pytest.raises(BakeryError, match="example-4.jpg: disk read error"):
+        deploy_s3(config, quiet=True)
+    partial = remote_tree(project["client"], project["bucket"])
+    assert "index.html" not in partial and "example-4.jpg" not in partial
+    assert len(partial) == len(files) - 2
+
+    monkeypatch.setattr(s3mod.Runner, "upload", real_upload)
+    calls.clear()
+    deploy_s3(config, quiet=True)
+    assert sorted(ops(calls, "PutObject")) == ["example-4.jpg", "index.html"]  # state kept the rest
+    assert remote_tree(project["client"], project["bucket"]) == files

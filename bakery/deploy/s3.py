@@ -258,7 +258,7 @@ class Runner:
 
     # -- phases
 
-    def run_batch(self, actions: list[Action], label: str) -> None:
+    def run_batch(self, actions: list[Action]) -> None:
         if not actions:
             return
         with ThreadPoolExecutor(max_workers=self.s3cfg.concurrency) as pool:
@@ -330,11 +330,11 @@ class Runner:
         self.record_unchanged(plan)
         with progress(None, "s3: upload", total=total, unit="B", quiet=self.quiet, unit_scale=True,
                       unit_divisor=1024) as self.bar:
-            self.run_batch(copies, "copy")  # before uploads: a copy source may be overwritten next
+            self.run_batch(copies)  # before uploads: a copy source may be overwritten next
             if not self.stop.is_set():
-                self.run_batch(uploads, "upload")
+                self.run_batch(uploads)
             if last and not self.outcome.failures:
-                self.run_batch(last, "upload last")
+                self.run_batch(last)
             elif last:
                 self.outcome.failures.append(
                     f"{', '.join(a.rel for a in last)} not uploaded because other transfers failed "
@@ -388,16 +388,28 @@ def deploy_s3(config, dry_run: bool = False, delete: bool = False, max_deletes: 
         raise
     log.info("%s", summary(outcome, plan, time.monotonic() - t0))
     if outcome.failures:
-        raise StageFailures(f"s3: {len(outcome.failures)} operation(s) failed; first: {outcome.failures[0]}")
+        failure = StageFailures(f"s3: {len(outcome.failures)} operation(s) failed; first: {outcome.failures[0]}")
+        failure.outcome = outcome  # what did change still needs its CDN purge
+        raise failure
     return plan, outcome
 
 
 def run_deploy_s3(config, args) -> None:
-    plan, outcome = deploy_s3(config, dry_run=args.dry_run, delete=args.delete,
-                              max_deletes=args.max_deletes, quiet=args.quiet)
-    cf = config.deploy.cloudflare
     everything = getattr(args, "purge_everything", False)
-    if outcome is None or (cf is None and not everything):
+    try:
+        plan, outcome = deploy_s3(config, dry_run=args.dry_run, delete=args.delete,
+                                  max_deletes=args.max_deletes, quiet=args.quiet)
+    except StageFailures as failure:
+        # Objects overwritten before the failure will look unchanged on the rerun: purge them now.
+        if getattr(failure, "outcome", None) and failure.outcome.purge and config.deploy.cloudflare:
+            purge(config, failure.outcome, everything=False)
+        raise
+    if outcome is not None:
+        purge(config, outcome, everything)
+
+
+def purge(config, outcome: Outcome, everything: bool) -> None:
+    if config.deploy.cloudflare is None and not everything:
         return
     from bakery.deploy.cloudflare import purge_after_deploy
 
