@@ -238,6 +238,7 @@ def test_s3_config_errors_name_the_key(tmp_path, snippet, problem):
         load_config(toml)
 
 
+@pytest.mark.slow
 def test_killed_sync_then_rerun_converges_to_exact_copy(project, endpoint, calls):
     config, toml = project["make"](concurrency=1)
     files = fill_public(project["public"], 150, image_bytes=200)
