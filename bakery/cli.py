@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="version folder name, e.g. v1")
     p = add("mirror-config", "write an rsyncd.conf module serving public/ read-only",
             action_runner("mirror-config"))
-    p.add_argument("--module", default="waifus", help="rsync module name (default: %(default)s)")
+    p.add_argument("--module", default=None, help="rsync module name (default: deploy.mirror.module)")
     p.add_argument("--out", type=Path, default=None, help="where to write it (default: build/rsyncd.conf)")
     p.add_argument("--snippets-tarball", action="store_true", help="also write public/snippets.tar.gz")
     return parser

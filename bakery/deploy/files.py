@@ -1,0 +1,78 @@
+"""The local side of a deploy: which files public/ holds, and the headers each one gets."""
+
+from __future__ import annotations
+
+import fnmatch
+import mimetypes
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+# Leftovers of atomic writes that a crash interrupted (bakery.fsutil) and the staging folder
+# of an interrupted `bakery archive`: never published.
+ALWAYS_EXCLUDED = (".tmp-*", ".archiving-*")
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    rel: str  # path below public/, "/"-separated
+    path: str  # absolute; a str, not a Path: building 100k Path objects is measurable
+    size: int
+    mtime_ns: int
+
+
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(fnmatch.translate(pattern.lstrip("/")))
+
+
+def glob_matches(pattern: str, rel: str) -> bool:
+    """A glob with "/" matches the whole relative path, one without it only the file name."""
+    target = rel if "/" in pattern else rel.rsplit("/", 1)[-1]
+    return _compiled(pattern).match(target) is not None
+
+
+def matches_any(patterns, rel: str) -> bool:
+    return any(glob_matches(p, rel) for p in patterns)
+
+
+def scan_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[LocalFile]:
+    """Every regular file under root (symlinks followed), sorted by relative path.
+
+    os.scandir gives the size and mtime from one stat per file, which is what makes a
+    no-change deploy of 100k files cheap on the local side.
+    """
+    patterns = ALWAYS_EXCLUDED + tuple(exclude)
+    found: list[LocalFile] = []
+    stack = [(root, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = prefix + entry.name
+                if matches_any(patterns, rel):
+                    continue
+                if entry.is_dir():
+                    stack.append((entry.path, rel + "/"))
+                elif entry.is_file():
+                    st = entry.stat()
+                    found.append(LocalFile(rel, entry.path, st.st_size, st.st_mtime_ns))
+    found.sort(key=lambda f: f.rel)
+    return found
+
+
+def content_type(rel: str, overrides: dict[str, str]) -> str:
+    ext = os.path.splitext(rel)[1].lower()
+    if ext in overrides:
+        return overrides[ext]
+    guessed, _ = mimetypes.guess_type(rel, strict=False)
+    return guessed or "application/octet-stream"
+
+
+def cache_control(rel: str, rules: dict[str, str]) -> str | None:
+    for pattern, value in rules.items():
+        if glob_matches(pattern, rel):
+            return value
+    return None

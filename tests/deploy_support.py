@@ -1,0 +1,88 @@
+"""Shared helpers for the deploy tests: a tiny project on disk and a moto S3 server on loopback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def write_project(root: Path, deploy_toml: str, site_extra: str = "") -> Path:
+    """content/site.toml under root (so root is the project root) with the given [deploy] text."""
+    (root / "content" / "prompts").mkdir(parents=True, exist_ok=True)
+    (root / "content" / "prompts" / "plot.txt").write_text("A plot summary.\n", encoding="utf-8")
+    path = root / "content" / "site.toml"
+    path.write_text(f"""[site]
+templates_dir = "{REPO / 'templates'}"
+static_dir = "{REPO / 'static'}"
+{site_extra}
+
+[[images.bands]]
+seeds = "0-9"
+psi = 0.7
+
+{deploy_toml}
+""", encoding="utf-8")
+    return path
+
+
+def fill_public(public: Path, n: int, seed: int = 0, image_bytes: int = 600) -> dict[str, bytes]:
+    """A fake baked site: n image/snippet pairs, an asset and index.html; returns rel → bytes."""
+    rng = random.Random(seed)
+    files = {"index.html": b"<!doctype html><title>t</title>" + str(seed).encode(),
+             "assets/style.0123456789.css": b"body{margin:0}"}
+    for i in range(n):
+        files[f"example-{i}.jpg"] = bytes(rng.getrandbits(8) for _ in range(image_bytes))
+        files[f"snippet-{i}.txt"] = f"_Title {i}_: a story number {i} from seed {seed}.\n".encode()
+    for rel, data in files.items():
+        (public / rel).parent.mkdir(parents=True, exist_ok=True)
+        (public / rel).write_bytes(data)
+    return files
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto():
+    """A moto S3 server on 127.0.0.1 (a free port) in this process; returns (server, endpoint)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://127.0.0.1:{port}"
+
+
+def aws_env(monkeypatch, tmp_path: Path) -> None:
+    """Fake credentials in this test process only; no user AWS config can leak in."""
+    for name, value in FAKE_AWS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask 169.254.169.254 for credentials
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
