@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bakery import __version__
 from bakery.config import DEFAULT_CONFIG, load_config
-from bakery.errors import BakeryError
+from bakery.errors import BakeryError, StageFailures
 from bakery.progress import setup_logging
 
 log = logging.getLogger("bakery")
@@ -36,23 +36,37 @@ def action(name: str):
     return getattr(importlib.import_module(module), func)
 
 
+def run_steps(config, args, steps: list[str]) -> None:
+    """Run steps in order; a step whose items partly failed does not stop the later steps
+    (they work on what succeeded), but the whole run still exits non-zero at the end."""
+    failures: list[StageFailures] = []
+    for step in steps:
+        try:
+            action(step)(config, args)
+        except StageFailures as exc:
+            log.error("%s: %s", step, exc)
+            failures.append(exc)
+    if failures:
+        raise StageFailures("; ".join(str(f) for f in failures))
+
+
 def run_images(config, args) -> None:
     """generate (build/raw PNGs) → upscale (build/upscaled) → compress (public/ JPEGs)."""
-    for step in ("generate", "upscale", "compress"):
-        action(step)(config, args)
+    run_steps(config, args, ["generate", "upscale", "compress"])
 
 
 def run_bake(config, args) -> None:
     """images (generate → upscale → compress) → text → site, skipping disabled stages."""
+    steps = []
     if config.images.enabled:
-        run_images(config, args)
+        steps += ["generate", "upscale", "compress"]
     else:
         log.info("images: disabled in config, skipped")
     if config.text.enabled:
-        action("text")(config, args)
+        steps.append("text")
     else:
         log.info("text: disabled in config, skipped")
-    action("site")(config, args)
+    run_steps(config, args, steps + ["site"])
 
 
 def run_deploy(config, args) -> None:
