@@ -141,3 +141,15 @@ def test_cli_site_runs(project, capsys):
     make_pairs(config, ids=[0, 1, 2, 3])
     assert main(["-c", str(project), "site"]) == 0
     assert "published 4 pairs" in capsys.readouterr().err
+
+
+def test_mirror_download_command_only_when_configured(tmp_path):
+    path = write_project(tmp_path, MINIMAL_BANDS)
+    config = load_config(path)
+    make_pairs(config, ids=[0])
+    build_site(config, quiet=True)
+    assert "rsync --recursive" not in (config.public_dir / "index.html").read_text()
+    path.write_text(path.read_text() + '\n[deploy.mirror]\nmodule = "waifus"\npublic_url = "rsync://mirror.example.org/waifus/"\n')
+    build_site(load_config(path), quiet=True)
+    assert ("<code>rsync --recursive --times rsync://mirror.example.org/waifus/ waifus/</code>"
+            in (config.public_dir / "index.html").read_text())

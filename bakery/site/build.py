@@ -185,7 +185,16 @@ def render_index(config, ids: list[int], snippets: dict[int, Path], css_href: st
     return template.render(
         site=config.site, csp=content_security_policy(config), css_href=css_href, js_href=js_href,
         data=data, count=len(ids), fallback=fallback_pair(config, ids, snippets),
+        mirror_command=mirror_command(config),
     )
+
+
+def mirror_command(config) -> str | None:
+    """The public rsync mirror's download command, shown on the page when one is configured."""
+    mirror = config.deploy.mirror
+    if not mirror.public_url:
+        return None
+    return f"rsync --recursive --times {mirror.public_url} {mirror.module}/"
 
 
 def build_site(config, quiet: bool = False) -> SiteReport:
