@@ -1,7 +1,9 @@
 """The cleaning rules, one at a time, then together."""
 
 from bakery.text.clean import (CleanRules, cap_length, clean, cut_at_end_marker, finish_sentence,
-                               is_degenerate, normalize, repeat_fraction, split_title, strip_source_tails)
+                               drop_unmatched_quote, is_degenerate, looks_like_form, normalize,
+                               promote_title, rejected_word, repeat_fraction, split_title, strip_markdown,
+                               strip_source_tails)
 
 SENTENCE = "Mika joins the astronomy club to find the comet her late mother named."
 RULES = CleanRules(min_chars=40, max_chars=200, ellipsis="…")
@@ -32,6 +34,18 @@ def test_parentheses_that_are_not_credits_stay():
     assert strip_source_tails(text) == text
 
 
+def test_markdown_is_stripped_but_title_underscores_stay():
+    raw = "# Preview\n**Mika** joins the *astronomy* club.\n* She finds a map.\n- Then a comet."
+    assert strip_markdown(raw) == "Preview\nMika joins the astronomy club.\nShe finds a map.\nThen a comet."
+    assert strip_markdown("_Comet Club_: a well-known story - or not.") == "_Comet Club_: a well-known story - or not."
+
+
+def test_fact_sheets_are_not_stories():
+    assert looks_like_form("Title: Night\nGenre: Drama\nSetting: Tokyo\nThe end.")
+    assert not looks_like_form("_Comet Club_: Mika joins.\n\nIn the first episode: a comet.")
+    assert clean("Title: Night\nGenre: Drama\nSetting: Tokyo\n" + SENTENCE * 3, RULES).reason.startswith("a list")
+
+
 def test_normalize_whitespace_and_paragraphs():
     raw = "  First   line\twith  gaps.\r\nStill first paragraph.\n\n\n\n  Second\u00a0paragraph.  "
     assert normalize(raw) == "First line with gaps. Still first paragraph.\n\nSecond paragraph."
@@ -45,6 +59,27 @@ def test_normalize_unicode_forms_and_invisibles():
 def test_title_prefix_is_recognised():
     assert split_title("_Star Bakery_: A girl bakes.") == ("_Star Bakery_: ", "A girl bakes.")
     assert split_title("No title here.") == ("", "No title here.")
+
+
+def test_title_lines_become_the_title_prefix():
+    assert promote_title('Title: "Night Bloom"\n\nA story.') == "_Night Bloom_: A story."
+    assert promote_title("Title: Night Bloom\nA story.") == "_Night Bloom_: A story."
+    assert promote_title('"Lumina: The Lost City"\n\nA story.') == "_Lumina: The Lost City_: A story."
+    assert promote_title('"I am Mae," she said.\nA story.') == '"I am Mae," she said.\nA story.'
+    assert promote_title("_Kept_: as is.\nMore.") == "_Kept_: as is.\nMore."
+    assert promote_title('Title: "Only a title"\n') == 'Title: "Only a title"\n'
+
+
+def test_unmatched_opening_quote_is_dropped():
+    assert drop_unmatched_quote('"I am Mae and I live on an island.') == "I am Mae and I live on an island."
+    assert drop_unmatched_quote('"Run," she said.') == '"Run," she said.'
+    assert drop_unmatched_quote('_T_: "Open quote.') == "_T_: Open quote."
+
+
+def test_rejected_words():
+    assert rejected_word("The Nazis return.", ("nazi",)) == "nazi"
+    assert rejected_word("A grape harvest festival.", ("rape",)) == ""
+    assert clean(SENTENCE + " Porn.", RULES).reason.startswith("contains a rejected word")
 
 
 def test_unfinished_sentence_is_dropped_when_enough_remains():

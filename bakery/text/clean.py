@@ -4,13 +4,18 @@ The rules run in a fixed order, each a small function so that it can be tested a
 
 1. cut at the first end-of-text marker and drop everything after it (past the marker the
    model wanders off into unrelated text: sports news, forum footers);
-2. strip " (Source: …)" and "[Written by …]" tails, the credit lines of scraped synopses;
+2. strip " (Source: …)" and "[Written by …]" tails, the credit lines of scraped synopses,
+   and markdown emphasis, bullets and headings (chat models like them; the page shows plain
+   text); reject "Title: … / Genre: … / Setting: …" forms, which are not a story;
 3. normalize unicode (NFKC, no control or zero-width characters) and whitespace
    (single spaces, paragraphs separated by one blank line);
-4. drop a trailing unfinished sentence when what remains is still long enough,
+   a first line that is only a title ("Title: X" or a quoted line) becomes the page's
+   `_X_: ` prefix; a lone unmatched opening quote goes;
+4. reject snippets containing a word from reject_words (the page is public);
+5. drop a trailing unfinished sentence when what remains is still long enough,
    otherwise end the fragment with an ellipsis;
-5. cap the length at a sentence end (or a word end plus an ellipsis);
-6. reject snippets that are too short or degenerate (the same phrase over and over).
+6. cap the length at a sentence end (or a word end plus an ellipsis);
+7. reject snippets that are too short or degenerate (the same phrase over and over).
 
 A leading ``_Title_:`` prefix (the two-stage pipeline's format, shown in italics by the
 page) survives every rule and is never cut into.
@@ -27,6 +32,12 @@ DEFAULT_END_MARKERS = ("<|endoftext|>", "<|im_end|>", "<|end_of_text|>", "</s>")
 SENTENCE_END = re.compile(r"""[.!?…。！？]["'”’»)\]]*(?=\s|$)""")
 SOURCE_TAIL = re.compile(r"\s*[(\[](?:source|sources|written by)\b[^()\[\]\n]*[)\]]", re.IGNORECASE)
 TITLE_PREFIX = re.compile(r"^_[^_\n]{1,300}_:[ \t]*")
+MARKDOWN_MARKS = re.compile(r"\*\*|^[ \t]*(?:[*•]|-(?=\s)|#+)[ \t]+", re.MULTILINE)
+MARKDOWN_EMPHASIS = re.compile(r"\*(\S[^*\n]*?)\*")
+FORM_LINE = re.compile(r"^[ \t]*[A-Z][\w '-]{0,24}:[ \t]*\S", re.MULTILINE)
+TITLE_LINE = re.compile(r"^(?:title:\s*)?([\"“][^\"“”\n_]{2,80}[\"”]|(?<=:)[ \t]*[^\"“”\n_.!?]{2,80})[ \t]*\n",
+                        re.IGNORECASE)
+DEFAULT_REJECT_WORDS = ("prostitute", "rape", "porn", "pedophile", "incest", "nazi", "hitler")
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 
 
@@ -38,6 +49,7 @@ class CleanRules:
     end_markers: tuple[str, ...] = DEFAULT_END_MARKERS
     repeat_ngram: int = 4
     max_repeat_fraction: float = 0.35
+    reject_words: tuple[str, ...] = DEFAULT_REJECT_WORDS
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,17 @@ def strip_source_tails(text: str) -> str:
     return SOURCE_TAIL.sub("", text)
 
 
+def strip_markdown(text: str) -> str:
+    """**bold**, *emphasis*, bullets and headings → plain text (single underscores stay:
+    `_Title_` is the page's own markup)."""
+    return MARKDOWN_EMPHASIS.sub(r"\1", MARKDOWN_MARKS.sub("", text))
+
+
+def looks_like_form(text: str, max_fields: int = 2) -> bool:
+    """Three or more "Label: value" lines: a fact sheet, not a plot."""
+    return len(FORM_LINE.findall(text)) > max_fields
+
+
 def normalize(text: str) -> str:
     """NFKC, no control characters, single spaces, paragraphs split by exactly one blank line."""
     text = unicodedata.normalize("NFKC", text).translate(INVISIBLE)
@@ -69,6 +92,32 @@ def normalize(text: str) -> str:
     paragraphs = re.split(r"\n\s*\n", text)
     lines = (" ".join(p.split()) for p in paragraphs)
     return "\n\n".join(line for line in lines if line)
+
+
+def promote_title(text: str) -> str:
+    """'Title: "Night Bloom"\n\nStory…' or '"Night Bloom"\nStory…' → '_Night Bloom_: Story…'."""
+    if TITLE_PREFIX.match(text):
+        return text
+    m = TITLE_LINE.match(text)
+    if not m or not text[m.end():].strip():
+        return text
+    title = m.group(1).strip().strip("\"“”").strip()
+    return f"_{title}_: {text[m.end():].lstrip()}"
+
+
+def drop_unmatched_quote(text: str) -> str:
+    """Models often open a quotation they never close; an odd leading quote goes."""
+    head, body = split_title(text)
+    if body.startswith(("\"", "“")) and (body.count("\"") + body.count("“") + body.count("”")) % 2:
+        return head + body[1:]
+    return text
+
+
+def rejected_word(text: str, words: tuple[str, ...]) -> str:
+    for word in words:
+        if re.search(rf"\b{re.escape(word)}", text, re.IGNORECASE):
+            return word
+    return ""
 
 
 def split_title(text: str) -> tuple[str, str]:
@@ -137,10 +186,16 @@ def is_degenerate(text: str, rules: CleanRules) -> str:
 
 def clean(raw: str, rules: CleanRules) -> Cleaned:
     text = cut_at_end_marker(raw, rules.end_markers)
-    text = strip_source_tails(text)
-    text = normalize(text)
+    text = strip_markdown(strip_source_tails(text))
+    if looks_like_form(text):
+        return Cleaned(None, "a list of labelled fields, not a story")
+    text = normalize(promote_title(text.strip()))
+    text = drop_unmatched_quote(text)
     if not text:
         return Cleaned(None, "empty output")
+    word = rejected_word(text, rules.reject_words)
+    if word:
+        return Cleaned(None, f"contains a rejected word ({word!r})")
     text = finish_sentence(text, rules.min_chars, rules.ellipsis)
     text = cap_length(text, rules.max_chars, rules.ellipsis)
     if len(text) < rules.min_chars:

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bakery.config import Table
-from bakery.text.clean import DEFAULT_END_MARKERS, CleanRules
+from bakery.text.clean import DEFAULT_END_MARKERS, DEFAULT_REJECT_WORDS, CleanRules
 
 PIPELINES = ("prompted", "two_stage")
 PIPELINE_STAGES = {"prompted": ("generate",), "two_stage": ("synopsis", "episode")}
@@ -179,13 +179,15 @@ def parse_clean(t: Table) -> CleanRules:
         end_markers=t.str_list("end_markers", list(DEFAULT_END_MARKERS)),
         repeat_ngram=t.int("repeat_ngram", 4, min=1, max=20),
         max_repeat_fraction=t.float("max_repeat_fraction", 0.35, min=0.0, max=1.0),
+        reject_words=t.str_list("reject_words", list(DEFAULT_REJECT_WORDS)),
     )
     if rules.max_chars < rules.min_chars:
         raise t.error("max_chars", f"{rules.max_chars} is below min_chars ({rules.min_chars})")
     if len(rules.ellipsis) >= rules.max_chars // 2:
         raise t.error("ellipsis", "is too long for max_chars")
-    if any(m == "" for m in rules.end_markers):
-        raise t.error("end_markers", "must not contain empty strings")
+    for name in ("end_markers", "reject_words"):
+        if any(not m.strip() for m in getattr(rules, name)):
+            raise t.error(name, "must not contain empty strings")
     t.finish()
     return rules
 

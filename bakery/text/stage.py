@@ -155,6 +155,7 @@ def run_text(config, args) -> None:
         for attempt in range(cfg.max_attempts):
             failed = []
             for batch in chunks(pending, chunk_size):
+                written = 0
                 for outcome in pipeline.run([(i, attempt) for i in batch]):
                     i = outcome.snippet_id
                     if outcome.ok:
@@ -162,11 +163,13 @@ def run_text(config, args) -> None:
                         manifest["snippets"][str(i)] = {"attempts": attempt + 1, "seed": outcome.seed,
                                                         "chars": len(outcome.cleaned.text),
                                                         "rejected": reasons[i]}
-                        bar.update(1)
+                        written += 1
                     else:
+                        log.debug("text: ID %d attempt %d rejected: %s", i, attempt + 1, outcome.cleaned.reason)
                         reasons[i].append(outcome.cleaned.reason)
                         failed.append(i)
                 write_json_atomic(manifest_path, manifest)
+                bar.update(written)
             pending = failed
             if not pending:
                 break
