@@ -102,17 +102,18 @@ def test_sampling_settings_take_effect(tmp_path, tiny_model, backend):
 
 
 class ScriptedModel(torch.nn.Module):
-    """A stand-in causal LM whose next token is scripted per row (greedy decoding follows it)."""
+    """A stand-in causal LM: the next token is a fixed function of the last one (greedy follows it)."""
 
-    def __init__(self, scripts: list[list[int]], vocab: int = 10):
+    def __init__(self, follows: dict[int, int], vocab: int = 20):
         super().__init__()
-        self.scripts, self.vocab, self.step = scripts, vocab, 0
+        self.follows, self.vocab, self.batch_sizes = follows, vocab, []
 
     def forward(self, input_ids, attention_mask, position_ids, past_key_values=None, use_cache=True):
+        assert input_ids.shape == position_ids.shape and attention_mask.shape[0] == input_ids.shape[0]
+        self.batch_sizes.append(input_ids.shape[0])
         logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], self.vocab)
-        for row, script in enumerate(self.scripts):
-            logits[row, -1, script[min(self.step, len(script) - 1)]] = 10.0
-        self.step += 1
+        for row, last in enumerate(input_ids[:, -1].tolist()):
+            logits[row, -1, self.follows[last]] = 10.0
         return type("Out", (), {"logits": logits, "past_key_values": None})()
 
 
@@ -121,12 +122,17 @@ def test_generation_stops_at_end_of_text(tmp_path, tiny_model):
 
     stage = dataclasses.replace(stage_for(tmp_path, tiny_model), temperature=0.0, max_new_tokens=8,
                                 repetition_penalty=1.0)
-    eos = 9
-    model = ScriptedModel([[3, 4, eos, 5, 6], [1, 2, 3, 4, 5, 6, 7, 8], [eos, 1]])
-    rows = sample(model, torch.ones(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.long),
+    eos = 19
+    chain = {1: 3, 3: 4, 4: eos, eos: 5,                                   # row 0: 3 4 <eos>
+             2: 5, 5: 6, 6: 7, 7: 8, 8: 10, 10: 11, 11: 12, 12: 13, 13: 5,  # row 1: never ends
+             14: eos}                                                       # row 2: <eos> at once
+    model = ScriptedModel(chain)
+    prompts = torch.tensor([[0, 1], [0, 2], [0, 14]])
+    rows = sample(model, prompts, torch.ones(3, 2, dtype=torch.long),
                   [torch.Generator().manual_seed(i) for i in range(3)], stage, torch.tensor([eos]), pad_id=0)
-    assert rows == [[3, 4], [1, 2, 3, 4, 5, 6, 7, 8], []]
-    assert model.step == 8  # ran until the longest row hit max_new_tokens, not beyond
+    assert rows == [[3, 4], [5, 6, 7, 8, 10, 11, 12, 13], []]
+    # Finished rows leave the batch; the last row stops at max_new_tokens.
+    assert model.batch_sizes == [3, 2, 2, 1, 1, 1, 1, 1]
 
 
 def test_stop_strings_end_the_output(tmp_path, tiny_model, backend):

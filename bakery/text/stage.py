@@ -137,7 +137,7 @@ def run_text(config, args) -> None:
     from bakery.text.pipelines import make_pipeline
 
     started = time.monotonic()
-    backends = build_backends(cfg, quiet=args.quiet)
+    backends = build_backends(cfg, quiet=getattr(args, "verbosity", 0) <= 0)  # HF's own bars only with -v
     pipeline = make_pipeline(cfg, backends)
     current = settings(cfg, backends)
     if previous.get("settings") not in (None, current):

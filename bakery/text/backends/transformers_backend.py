@@ -178,7 +178,8 @@ def next_token(logits: torch.Tensor, history: torch.Tensor, generators: list[tor
         probs = torch.zeros_like(probs).scatter(1, order, sorted_p.masked_fill(outside, 0.0))
     cdf = probs.cumsum(-1)
     # One uniform draw per row from that row's own generator: independent of the batch.
-    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
+    # (0, 1] rather than [0, 1): the first index with cdf >= u > 0 always has positive mass.
+    u = 1.0 - torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
     u = (u.to(cdf.device) * cdf[:, -1].double()).to(cdf.dtype).unsqueeze(1)
     return torch.searchsorted(cdf, u).squeeze(1).clamp(max=logits.shape[-1] - 1)
 
@@ -186,25 +187,35 @@ def next_token(logits: torch.Tensor, history: torch.Tensor, generators: list[tor
 @torch.no_grad()
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generators: list[torch.Generator],
            stage: StageConfig, stop_ids: torch.Tensor, pad_id: int, stop_check=None) -> list[list[int]]:
-    """Autoregressive sampling with a KV cache; returns each row's new tokens up to its end."""
-    rows = input_ids.shape[0]
+    """Autoregressive sampling with a KV cache; returns each row's new tokens up to its end.
+
+    Rows that reach end-of-text (or a stop string) leave the batch, cache included, so the
+    remaining rows do not pay for them."""
+    device = input_ids.device
+    new = torch.full((input_ids.shape[0], stage.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    active = torch.arange(input_ids.shape[0], device=device)  # original row of each live row
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
-    new = torch.empty(rows, 0, dtype=torch.long, device=input_ids.device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
     for step in range(stage.max_new_tokens):
-        token = next_token(out.logits[:, -1, :].float(), new, generators, stage)
-        token = token.masked_fill(finished, pad_id)
-        new = torch.cat([new, token[:, None]], dim=1)
-        finished |= torch.isin(token, stop_ids)
+        live_generators = [generators[i] for i in active.tolist()]
+        token = next_token(out.logits[:, -1, :].float(), new[active, :step], live_generators, stage)
+        new[active, step] = token
+        ended = torch.isin(token, stop_ids)
         if stop_check is not None and step % STOP_STRING_CHECK_EVERY == STOP_STRING_CHECK_EVERY - 1:
-            finished |= torch.tensor(stop_check(until_end(new, stop_ids)), device=finished.device)
-        if bool(finished.all()) or step == stage.max_new_tokens - 1:
+            ended |= torch.tensor(stop_check(until_end(new[active, :step + 1], stop_ids)), device=device)
+        if step == stage.max_new_tokens - 1 or bool(ended.all()):
             break
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(rows, 1)], dim=1)
+        past = out.past_key_values
+        if bool(ended.any()):
+            keep = (~ended).nonzero().squeeze(1)
+            active, token = active[keep], token[keep]
+            attention_mask, positions = attention_mask[keep], positions[keep]
+            if past is not None:
+                past.reorder_cache(keep)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
         positions = positions[:, -1:] + 1
         out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
-                    past_key_values=out.past_key_values, use_cache=True)
+                    past_key_values=past, use_cache=True)
     return until_end(new, stop_ids)
 
 
