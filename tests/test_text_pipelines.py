@@ -67,6 +67,7 @@ def test_two_stage_formats_title_and_episode(tmp_path):
     assert seed == sub_seed(3, 0, 1) and len(episode.seen) == 1  # ID 4 never reached stage 2
     retry = pipeline.run([(4, 1)])
     assert retry[0].ok and retry[0].cleaned.text.startswith("_Steel Gale_: ")
+    assert retry[0].seeds == (sub_seed(4, 1, 0), sub_seed(4, 1, 1))
 
 
 def test_two_stage_rejects_short_episode(tmp_path):

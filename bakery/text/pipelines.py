@@ -30,7 +30,9 @@ ATTEMPT_SHIFT, STAGE_SHIFT = 32, 48
 
 def sub_seed(snippet_id: int, attempt: int, stage_index: int = 0) -> int:
     """Attempt 0 of stage 0 uses seed = ID, like the original; each resample and each later
-    stage gets its own seed, disjoint from every other ID's (for IDs below 2^32)."""
+    stage gets its own seed, disjoint from every other ID's."""
+    if not 0 <= snippet_id < 1 << ATTEMPT_SHIFT:
+        raise BakeryError(f"text: ID {snippet_id} is outside 0..2^32-1, the range of per-ID seeds")
     return snippet_id + (attempt << ATTEMPT_SHIFT) + (stage_index << STAGE_SHIFT)
 
 
@@ -38,7 +40,7 @@ def sub_seed(snippet_id: int, attempt: int, stage_index: int = 0) -> int:
 class Outcome:
     snippet_id: int
     cleaned: Cleaned
-    seed: int
+    seeds: tuple[int, ...]  # the sub-seed each stage used
 
     @property
     def ok(self) -> bool:
@@ -85,7 +87,7 @@ class Prompted:
             cleaned = clean(join_prefix(self.stage.prefix, completion), self.rules)
             if cleaned.ok and len(cleaned.text) < self.stage.min_chars:
                 cleaned = Cleaned(None, f"too short ({len(cleaned.text)} < {self.stage.min_chars} characters)")
-            outcomes.append(Outcome(i, cleaned, seed))
+            outcomes.append(Outcome(i, cleaned, (seed,)))
         return outcomes
 
 
@@ -135,20 +137,22 @@ class TwoStage:
         for (i, a), seed, completion in zip(items, seeds1, completions):
             result = self.synopsis(completion)
             if isinstance(result, Cleaned):
-                outcomes[i] = Outcome(i, result, seed)
+                outcomes[i] = Outcome(i, result, (seed,))
             else:
                 passed.append((i, a, *result))
         seeds2 = [sub_seed(i, a, 1) for i, a, _, _ in passed]
         requests = [Request(fill(self.episode_template, id=i, title=t, synopsis=s, header=f"_{t}_: {s}"), seed)
                     for (i, _, t, s), seed in zip(passed, seeds2)]
         episodes = self.episode_backend.generate(requests, self.episode_stage) if requests else []
+        first_seed = dict(zip((i for i, _ in items), seeds1))
         for (i, _, title, synopsis), seed, completion in zip(passed, seeds2, episodes):
+            seeds = (first_seed[i], seed)
             episode = clean(join_prefix(self.episode_stage.prefix, completion),
                             replace(stage_rules(self.rules, self.episode_stage), max_chars=10 ** 6))
             if not episode.ok:
-                outcomes[i] = Outcome(i, Cleaned(None, f"episode: {episode.reason}"), seed)
+                outcomes[i] = Outcome(i, Cleaned(None, f"episode: {episode.reason}"), seeds)
                 continue
-            outcomes[i] = Outcome(i, clean(f"_{title}_: {synopsis}\n\n{episode.text}", self.rules), seed)
+            outcomes[i] = Outcome(i, clean(f"_{title}_: {synopsis}\n\n{episode.text}", self.rules), seeds)
         return [outcomes[i] for i, _ in items]
 
 

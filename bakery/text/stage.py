@@ -160,7 +160,7 @@ def run_text(config, args) -> None:
                     i = outcome.snippet_id
                     if outcome.ok:
                         write_text_atomic(snippet_path(config, i), outcome.cleaned.text + "\n")
-                        manifest["snippets"][str(i)] = {"attempts": attempt + 1, "seed": outcome.seed,
+                        manifest["snippets"][str(i)] = {"attempts": attempt + 1, "seeds": list(outcome.seeds),
                                                         "chars": len(outcome.cleaned.text),
                                                         "rejected": reasons[i]}
                         written += 1
