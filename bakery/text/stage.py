@@ -107,6 +107,14 @@ def settings(cfg: TextConfig, backends: dict) -> dict:
             "clean": dataclasses.asdict(cfg.clean)}
 
 
+def text_shaping(settings_entry: dict) -> list:
+    """The settings minus what cannot change the text (batch size and device: rows are
+    sampled independently)."""
+    stages = [{k: v for k, v in s.items() if k not in ("batch_size", "device")}
+              for s in settings_entry.get("stages", [])]
+    return [settings_entry.get("pipeline"), stages, settings_entry.get("clean")]
+
+
 def load_manifest(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -140,12 +148,14 @@ def run_text(config, args) -> None:
     backends = build_backends(cfg, quiet=getattr(args, "verbosity", 0) <= 0)  # HF's own bars only with -v
     pipeline = make_pipeline(cfg, backends)
     current = settings(cfg, backends)
-    if previous.get("settings") not in (None, current):
-        log.warning("text: %s were made with other settings; kept (delete them to regenerate)",
-                    "earlier snippets")
     done_ids = set(ids) - set(todo)
     entries = {k: v for k, v in previous.get("snippets", {}).items() if k.isdigit() and int(k) in done_ids}
     manifest = {"version": MANIFEST_VERSION, "settings": current, "snippets": entries, "failed": {}}
+    earlier = previous.get("earlier_settings") or previous.get("settings")
+    if done_ids and earlier and text_shaping(earlier) != text_shaping(current):
+        log.warning("text: %d snippet(s) made with other settings are kept (delete them to regenerate)",
+                    len(done_ids))
+        manifest["earlier_settings"] = earlier
     write_json_atomic(manifest_path, manifest)
 
     reasons: dict[int, list[str]] = {i: [] for i in todo}

@@ -42,10 +42,10 @@ def strip_echoed_prefix(text: str, prefix: str) -> str:
     return text
 
 
-def finish_completion(text: str, stage: StageConfig) -> str:
+def finish_completion(text: str, stage: StageConfig, chat: bool) -> str:
     """What every backend returns: cut at the stop strings, without a restated prefix."""
     text = cut_at_stop(text, stage.stop)
-    return strip_echoed_prefix(text, stage.prefix) if stage.chat else text
+    return strip_echoed_prefix(text, stage.prefix) if chat else text
 
 
 def hit_stop(text: str, stop: tuple[str, ...]) -> bool:

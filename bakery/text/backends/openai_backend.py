@@ -107,7 +107,7 @@ class OpenAIBackend:
     def complete(self, request: Request, stage: StageConfig) -> str:
         body = self.payload(request, stage)
         answer = self.post_with_retries(body)
-        return finish_completion(self.extract_text(answer), stage)
+        return finish_completion(self.extract_text(answer), stage, self.chat)
 
     def payload(self, request: Request, stage: StageConfig) -> dict:
         body: dict = {
@@ -120,7 +120,7 @@ class OpenAIBackend:
         }
         if stage.stop:
             body["stop"] = list(stage.stop[:MAX_STOP_STRINGS])
-        if self.cfg.endpoint == "chat" or stage.chat:
+        if self.chat:
             # A chat endpoint cannot be pre-filled portably: ask for the prefix as the start.
             content = request.prompt + (f"\n\nBegin with: {stage.prefix}" if stage.prefix else "")
             body["messages"] = [{"role": "user", "content": content}]
@@ -129,9 +129,13 @@ class OpenAIBackend:
         return body
 
     @property
+    def chat(self) -> bool:
+        """The endpoint decides the request shape (a stage's `chat` is for local models)."""
+        return self.cfg.endpoint == "chat"
+
+    @property
     def url(self) -> str:
-        chat = self.cfg.endpoint == "chat"
-        return f"{self.cfg.base_url}/{'chat/completions' if chat else 'completions'}"
+        return f"{self.cfg.base_url}/{'chat/completions' if self.chat else 'completions'}"
 
     def extract_text(self, answer: dict) -> str:
         try:

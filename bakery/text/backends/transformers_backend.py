@@ -152,7 +152,7 @@ class TransformersBackend:
         rows = sample(self.model, enc.input_ids.to(self.device), enc.attention_mask.to(self.device),
                       generators, stage, self.stop_ids, self.pad_id, stop_check)
         self.tokens_generated += sum(len(row) for row in rows)
-        return [finish_completion(self._decode(row), stage) for row in rows]
+        return [finish_completion(self._decode(row), stage, stage.chat) for row in rows]
 
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
