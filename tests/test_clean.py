@@ -65,7 +65,9 @@ def test_title_lines_become_the_title_prefix():
     assert promote_title('Title: "Night Bloom"\n\nA story.') == "_Night Bloom_: A story."
     assert promote_title("Title: Night Bloom\nA story.") == "_Night Bloom_: A story."
     assert promote_title('"Lumina: The Lost City"\n\nA story.') == "_Lumina: The Lost City_: A story."
+    assert promote_title("Manga-Piranha: The End of the World by Hikaru Kaneshiya\n\nA story.") == "_Manga-Piranha: The End of the World by Hikaru Kaneshiya_: A story."
     assert promote_title('"I am Mae," she said.\nA story.') == '"I am Mae," she said.\nA story.'
+    assert promote_title("A sentence that ends.\nA story.") == "A sentence that ends.\nA story."
     assert promote_title("_Kept_: as is.\nMore.") == "_Kept_: as is.\nMore."
     assert promote_title('Title: "Only a title"\n') == 'Title: "Only a title"\n'
 

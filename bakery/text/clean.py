@@ -35,8 +35,10 @@ TITLE_PREFIX = re.compile(r"^_[^_\n]{1,300}_:[ \t]*")
 MARKDOWN_MARKS = re.compile(r"\*\*|^[ \t]*(?:[*•]|-(?=\s)|#+)[ \t]+", re.MULTILINE)
 MARKDOWN_EMPHASIS = re.compile(r"\*(\S[^*\n]*?)\*")
 FORM_LINE = re.compile(r"^[ \t]*[A-Z][\w '-]{0,24}:[ \t]*\S", re.MULTILINE)
-TITLE_LINE = re.compile(r"^(?:title:\s*)?([\"“][^\"“”\n_]{2,80}[\"”]|(?<=:)[ \t]*[^\"“”\n_.!?]{2,80})[ \t]*\n",
-                        re.IGNORECASE)
+# A first line that is only a title: 'Title: "X"', 'Title: X', '"X"', or a short line without
+# sentence punctuation ("The Last Lantern: Part 1") followed by the story.
+TITLE_LINE = re.compile(r"^(?:title:\s*)?([\"“][^\"“”\n_]{2,80}[\"”]|(?<=:)[ \t]*[^\"“”\n_.!?]{2,80}"
+                        r"|[A-Z0-9][^\"“”\n_.!?]{1,99})[ \t]*\n", re.IGNORECASE)
 DEFAULT_REJECT_WORDS = ("prostitute", "rape", "porn", "pedophile", "incest", "nazi", "hitler")
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 

@@ -15,8 +15,10 @@ draw lands within that rounding of a probability boundary, which practically nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import io
 import logging
 from pathlib import Path
 
@@ -98,11 +100,14 @@ class TransformersBackend:
         else:
             raise BakeryError(f"{self.where}: model not found: {self.path}")
         dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        # transformers' GGUF loader draws its own tqdm bar that no setting turns off.
+        hush = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True,
-                                                      trust_remote_code=False, **extra)
-            model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True,
-                                                         trust_remote_code=False, dtype=dtype, **extra)
+            with hush:
+                tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True,
+                                                          trust_remote_code=False, **extra)
+                model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True,
+                                                             trust_remote_code=False, dtype=dtype, **extra)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BakeryError(f"{self.where}: cannot load model {self.path}: {first_line}") from None
