@@ -86,3 +86,12 @@ def test_prompted_fills_the_id_and_keeps_the_prefix(tmp_path):
     [outcome] = Prompted(cfg, {"generate": backend}).run([(5, 0)])
     assert outcome.cleaned.text == f"This season: {EPISODE}"
     assert backend.seen == [("Entry 5 {unknown}", 5, "generate")]
+
+
+def test_stages_naming_the_same_model_share_one_backend(tmp_path, monkeypatch):
+    from bakery.text import stage as text_stage
+
+    loads = []
+    monkeypatch.setattr(text_stage, "load_backend", lambda cfg, stage, quiet: loads.append(stage.name) or object())
+    backends = text_stage.build_backends(two_stage_config(tmp_path), quiet=True)
+    assert loads == ["synopsis"] and backends["synopsis"] is backends["episode"]
