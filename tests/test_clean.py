@@ -150,3 +150,11 @@ def test_clean_keeps_title_and_everything_together():
 def test_clean_caps_long_text():
     result = clean(" ".join(f"Sentence number {n} is here." for n in range(60)), RULES)
     assert result.ok and len(result.text) <= RULES.max_chars and result.text.endswith(".")
+
+
+def test_title_line_in_angle_brackets_or_after_an_unmatched_quote_is_promoted():
+    story = ("Lena, a bright and curious girl with the eyes of a dragon, walks the earth. Her family hid "
+             "their magic for centuries in a small village on the edge of the continent of Tenria.")
+    assert clean(f"<<The Unseen City>>\n\n{story}", CleanRules()).text.startswith("_The Unseen City_: Lena")
+    assert clean(f"«Night Bloom»\n{story}", CleanRules()).text.startswith("_Night Bloom_: Lena")
+    assert clean(f'"Manga-Piranha: The End\n\n{story}', CleanRules()).text.startswith("_Manga-Piranha: The End_: Lena")

@@ -37,7 +37,7 @@ MARKDOWN_EMPHASIS = re.compile(r"\*(\S[^*\n]*?)\*")
 FORM_LINE = re.compile(r"^[ \t]*[A-Z][\w '-]{0,24}:[ \t]*\S", re.MULTILINE)
 # A first line that is only a title: 'Title: "X"', 'Title: X', '"X"', or a short line without
 # sentence punctuation ("The Last Lantern: Part 1") followed by the story.
-TITLE_LINE = re.compile(r"^(?:title:\s*)?([\"“][^\"“”\n_]{2,80}[\"”]|(?<=:)[ \t]*[^\"“”\n_.!?]{2,80}"
+TITLE_LINE = re.compile(r"^(?:title:\s*)?([\"“][^\"“”\n_]{2,80}[\"”]|<<[^<>\n_]{2,80}>>|«[^«»\n_]{2,80}»|(?<=:)[ \t]*[^\"“”\n_.!?]{2,80}"
                         r"|[A-Z0-9][^\"“”\n_.!?]{1,99})[ \t]*\n", re.IGNORECASE)
 DEFAULT_REJECT_WORDS = ("prostitute", "rape", "porn", "pedophile", "incest", "nazi", "hitler")
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
@@ -103,7 +103,7 @@ def promote_title(text: str) -> str:
     m = TITLE_LINE.match(text)
     if not m or not text[m.end():].strip():
         return text
-    title = m.group(1).strip().strip("\"“”").strip()
+    title = m.group(1).strip().strip("\"“”<>«»").strip()
     return f"_{title}_: {text[m.end():].lstrip()}"
 
 
@@ -191,8 +191,8 @@ def clean(raw: str, rules: CleanRules) -> Cleaned:
     text = strip_markdown(strip_source_tails(text))
     if looks_like_form(text):
         return Cleaned(None, "a list of labelled fields, not a story")
-    text = normalize(promote_title(text.strip()))
-    text = drop_unmatched_quote(text)
+    # an unmatched quote goes first, so that '"Title\n\nStory' still yields a title
+    text = normalize(promote_title(drop_unmatched_quote(normalize(text.strip()))))
     if not text:
         return Cleaned(None, "empty output")
     word = rejected_word(text, rules.reject_words)
