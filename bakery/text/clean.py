@@ -192,7 +192,7 @@ def clean(raw: str, rules: CleanRules) -> Cleaned:
     if looks_like_form(text):
         return Cleaned(None, "a list of labelled fields, not a story")
     # an unmatched quote goes first, so that '"Title\n\nStory' still yields a title
-    text = normalize(promote_title(drop_unmatched_quote(normalize(text.strip()))))
+    text = normalize(promote_title(drop_unmatched_quote(text.strip())))
     if not text:
         return Cleaned(None, "empty output")
     word = rejected_word(text, rules.reject_words)
