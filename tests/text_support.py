@@ -27,3 +27,32 @@ psi = 0.7
 {text_toml}
 """, encoding="utf-8")
     return config
+
+
+CORPUS = [
+    "In the first episode, the heroine joins the school club and meets a talking cat.",
+    "A mecha pilot returns to the space colony where her brother vanished.",
+    "The summer festival hides a shrine that grants one wish to whoever finds it.",
+    "An idol group must win the tournament or the academy will be closed forever.",
+] * 4
+
+
+def build_tiny_gpt2(folder: Path) -> Path:
+    """A randomly initialised 2-layer GPT-2 and a byte-level BPE tokenizer trained here."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
+                                        bos_token="<|endoftext|>")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=bpe.get_vocab_size(), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=0, eos_token_id=0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
