@@ -62,7 +62,7 @@ BAD_INPUTS = [
      "images.bands[1]: seeds 20-29 leave a gap after bands[0] (0-9): seeds 10-19 belong to no band"),
     ("no bands", "[images]\nbatch_size = 4\n", "images.bands: at least one band"),
     ("missing model", "[images]\nmodel = 'models/nope.pkl'\n" + MINIMAL_BANDS, "images.model: file not found"),
-    ("missing prompt", "[text]\nprompt = 'content/prompts/nope.txt'\n" + MINIMAL_BANDS, "text.prompt: file not found"),
+    ("missing prompt", "[text.generate]\nprompt = 'content/prompts/nope.txt'\n" + MINIMAL_BANDS, "text.generate.prompt: file not found"),
     ("bad choice", "[upscale]\nmethod = 'bicubic'\n" + MINIMAL_BANDS, "upscale.method: must be one of 'waifu2x', 'lanczos', 'none', got 'bicubic'"),
     ("jpeg quality", "[jpeg]\nquality = 0\n" + MINIMAL_BANDS, "jpeg.quality: 0 is out of range"),
     ("analytics not https", "[site.analytics]\nscript = 'http://x.example/a.js'\n", "site.analytics.script: must be an https:// URL"),
@@ -109,7 +109,7 @@ def test_missing_templates_dir_is_named(tmp_path):
 
 def test_config_outside_content_dir_is_relative_to_its_folder(tmp_path):
     path = tmp_path / "alt.toml"
-    path.write_text(textwrap.dedent(MINIMAL_BANDS) + "\n[text]\nenabled = false\nprompt = 'p.txt'\n")
+    path.write_text(textwrap.dedent(MINIMAL_BANDS) + "\n[text.generate]\nprompt = 'p.txt'\n")
     (tmp_path / "p.txt").write_text("x")
     (tmp_path / "templates").mkdir()
     (tmp_path / "static").mkdir()

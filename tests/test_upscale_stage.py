@@ -40,7 +40,6 @@ psi = 0.7
 {jpeg}
 [text]
 enabled = false
-prompt = "{REPO / 'content' / 'prompts' / 'plot.txt'}"
 """)
     raw = tmp_path / "build" / "raw"
     raw.mkdir(parents=True, exist_ok=True)

@@ -194,12 +194,13 @@ def parse_clean(t: Table) -> CleanRules:
 
 def parse_text(t: Table) -> TextConfig:
     pipeline = t.str("pipeline", "prompted", choices=PIPELINES)
+    enabled = t.bool("enabled", True)  # a disabled stage does not need its prompt files
     openai_table = t.table("openai")
     openai = parse_openai(openai_table) if openai_table.data else None
-    stages = {name: parse_stage(t.table(name), name, name in PIPELINE_STAGES[pipeline], openai)
+    stages = {name: parse_stage(t.table(name), name, enabled and name in PIPELINE_STAGES[pipeline], openai)
               for name in STAGE_DEFAULTS}
     cfg = TextConfig(
-        enabled=t.bool("enabled", True),
+        enabled=enabled,
         pipeline=pipeline,
         stages=tuple(stages[name] for name in PIPELINE_STAGES[pipeline]),
         clean=parse_clean(t.table("clean")),
