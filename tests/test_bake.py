@@ -12,7 +12,7 @@ from PIL import Image
 from bakery.cli import main
 from bakery.config import load_config
 from tests.conftest import FIXTURES, write_project
-from text_support import build_tiny_gpt2
+from text_support import build_tiny_gpt2, tiny_toml
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +37,7 @@ def bake_project(tmp_path):
         seeds = "4-5"
         psi = 1.0
 
-        [text]
-        max_attempts = 2
-        [text.generate]
-        model = "{model}"
-        chat = false
-        batch_size = 3
-        max_new_tokens = 24
-        [text.clean]
-        min_chars = 20
-        max_repeat_fraction = 1.0
-    """)
+    """ + tiny_toml(model))
 
 
 def snapshot(folder):

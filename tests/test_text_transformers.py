@@ -12,7 +12,7 @@ import torch
 from bakery.cli import main
 from bakery.config import load_config
 from bakery.text.backends import Request
-from text_support import build_tiny_gpt2, write_project
+from text_support import build_tiny_gpt2, tiny_toml, write_project
 
 
 
@@ -26,22 +26,6 @@ def offline(monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
-
-
-def tiny_toml(model: Path, extra: str = "", clean: str = "min_chars = 20") -> str:
-    return f"""
-[text]
-max_attempts = 2
-[text.generate]
-model = "{model}"
-chat = false
-batch_size = 3
-max_new_tokens = 24
-{extra}
-[text.clean]
-{clean}
-max_repeat_fraction = 1.0
-"""
 
 
 @pytest.fixture(scope="module")

@@ -56,3 +56,19 @@ def build_tiny_gpt2(folder: Path) -> Path:
                         bos_token_id=0, eos_token_id=0)
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
+
+
+def tiny_toml(model: Path, extra: str = "", clean: str = "min_chars = 20") -> str:
+    return f"""
+[text]
+max_attempts = 2
+[text.generate]
+model = "{model}"
+chat = false
+batch_size = 3
+max_new_tokens = 24
+{extra}
+[text.clean]
+{clean}
+max_repeat_fraction = 1.0
+"""

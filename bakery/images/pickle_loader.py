@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bakery.errors import BakeryError
+from bakery.fsutil import sha256_file
 
 NETWORK_GLOBAL = ("dnnlib.tflib.network", "Network")
 EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
@@ -119,12 +120,7 @@ class Checkpoint:
     gs: Network
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = sha256_file
 
 
 def load_network_pickle(path: Path | str) -> Checkpoint:

@@ -16,7 +16,6 @@ draw lands within that rounding of a probability boundary, which practically nev
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import io
 import logging
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from bakery.errors import BakeryError
+from bakery.fsutil import sha256_file
 from bakery.text.backends import Request, finish_completion, hit_stop
 from bakery.text.clean import DEFAULT_END_MARKERS
 from bakery.text.config import EMBEDDED_MODEL, StageConfig
@@ -51,14 +51,6 @@ def embedded_model_file() -> Path:
             if path.is_file():
                 return path
     raise BakeryError(f"text: package {EMBEDDED_PACKAGE} is installed but holds no .gguf file")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pick_device(wanted: str) -> torch.device:
