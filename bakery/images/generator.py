@@ -147,9 +147,9 @@ class Renderer:
         self.device = device_name()
         with tf.device(self.device):
             self.row_mask = tf.constant((np.arange(gen.num_ws) < self.cutoff).astype(np.float32)[None, :, None])
-        signature = [tf.TensorSpec([None, gen.z_dim], tf.float32), tf.TensorSpec([None], tf.float32)]
-        signature += [tf.TensorSpec([None, h, w, 1], tf.float32) for h, w in gen.noise_shapes]
-        self._run = tf.function(self._forward, input_signature=signature)
+        # No input signature: one graph is traced per batch size (a run needs two at most, the
+        # batch size and the last partial batch), since layers.per_image needs a static batch.
+        self._run = tf.function(self._forward)
 
     def _forward(self, z, psi, *noise):
         tf, gen = self.tf, self.gen

@@ -7,6 +7,8 @@ All functions are pure: weights come in as arguments (already scaled at load tim
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from bakery.images.tfsetup import import_tf
@@ -14,6 +16,29 @@ from bakery.images.tfsetup import import_tf
 tf = import_tf()
 
 SQRT2 = float(np.sqrt(2.0))
+
+
+def per_image(op):
+    """Run a reducing op (convolution, matmul, spatial mean) on one image at a time.
+
+    TF's CPU kernels for these pick register blocks and loop tails by the size of the whole
+    tensor, so the same image rounds differently in a batch of 2 than alone (measured on an
+    AVX2 machine: the last images of a batch drift by ~1e-7, even single-threaded, and padding
+    the batch does not cure it). Identical [1, ...] shapes run identical code, so an image
+    gets the same bits whatever batch it is in. Elementwise ops are exactly rounded anyway
+    and stay batched; the per-image ops of a batch run concurrently on TF's inter-op pool.
+    Needs a static batch size (the renderer traces one graph per batch size)."""
+
+    @functools.wraps(op)
+    def run(x, *args, **kwargs):
+        n = x.shape[0]
+        if n is None:
+            raise ValueError(f"{op.__name__}: per-image ops need a static batch size")
+        if n == 1:
+            return op(x, *args, **kwargs)
+        return tf.concat([op(one, *args, **kwargs) for one in tf.split(x, n, axis=0)], axis=0)
+
+    return run
 
 
 def lrelu(x, gain: float = 1.0):
@@ -29,6 +54,7 @@ def fir_kernel(taps, gain: float = 1.0) -> np.ndarray:
     return k[::-1, ::-1].astype(np.float32)
 
 
+@per_image
 def depthwise_fir(x, kernel: np.ndarray, pad0: int, pad1: int):
     """Zero-pad H and W by (pad0, pad1), then filter every channel with the same 2-D kernel."""
     channels = x.shape[-1]
@@ -71,27 +97,35 @@ def transposed_to_phases(kernel_t: np.ndarray, offset: int) -> np.ndarray:
     return k.reshape(3, 3, cin, 4 * cout).astype(np.float32)
 
 
+@per_image
 def upsample_by_phases(x, phases):
     """Apply a `transposed_to_phases` kernel: [N, H, W, in] → [N, 2H, 2W, out]."""
     return tf.nn.depth_to_space(tf.nn.conv2d(x, phases, strides=1, padding="SAME"), 2)
 
 
+@per_image
 def conv3x3(x, weight):
     """Stride-1 cross-correlation with zero SAME padding (HWIO kernel), as tf.nn.conv2d in TF1."""
     return tf.nn.conv2d(x, weight, strides=1, padding="SAME")
 
 
+@per_image
 def dense(x, weight, bias=None):
-    """x [N, K] @ weight [K, O] as N separate row products: a plain matmul picks its kernel by
-    N and rounds differently for different batch sizes; a batched matmul of [N, 1, K] rows
-    gives every image the same bits whatever its batch."""
-    y = tf.matmul(x[:, None, :], weight)[:, 0, :]
+    """x [N, K] @ weight [K, O] (+ bias), one row at a time (see per_image)."""
+    y = tf.matmul(x, weight)
     return y if bias is None else y + bias
 
 
+@per_image
 def conv1x1(x, weight):
-    """Per-pixel channel mix [C, O] as a 1×1 convolution (batch-size independent, see dense)."""
+    """Per-pixel channel mix [C, O] as a 1×1 convolution."""
     return tf.nn.conv2d(x, weight[None, None], strides=1, padding="VALID")
+
+
+@per_image
+def spatial_mean(x):
+    """Mean over H and W per image and channel, kept as [N, 1, 1, C]."""
+    return tf.reduce_mean(x, axis=[1, 2], keepdims=True)
 
 
 def rsqrt_exact(x):
@@ -103,7 +137,7 @@ def rsqrt_exact(x):
 
 
 def normalize_2nd_moment(z, eps: float = 1e-8):
-    """z · rsqrt(mean(z²) + eps) per row; the mean as a per-row product, like `dense`."""
+    """z · rsqrt(mean(z²) + eps) per row; the mean as a per-row product through `dense`."""
     k = z.shape[-1]
     mean_sq = dense(tf.square(z), tf.constant(np.full((k, 1), 1.0 / k, np.float32)))
     return z * rsqrt_exact(mean_sq + eps)

@@ -15,7 +15,7 @@ import numpy as np
 
 from bakery.images.generator import Generator, KwargChecker, expect_shape, log2_resolution
 from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, depthwise_fir, fir_kernel, lrelu,
-                                  nearest_upscale, normalize_2nd_moment, rsqrt_exact, tf,
+                                  nearest_upscale, normalize_2nd_moment, rsqrt_exact, spatial_mean, tf,
                                   transposed_to_phases, upsample_by_phases)
 from bakery.images.pickle_loader import CheckpointError, Network
 
@@ -138,8 +138,8 @@ class StyleGAN1(Generator):
     def _apply_epilogue(self, x, w_row, noise, ep):
         x = x + noise * ep["noise_weight"]
         x = lrelu(x + ep["bias"])
-        x = x - tf.reduce_mean(x, axis=[1, 2], keepdims=True)  # instance norm
-        x = x * rsqrt_exact(tf.reduce_mean(tf.square(x), axis=[1, 2], keepdims=True) + 1e-8)
+        x = x - spatial_mean(x)  # instance norm
+        x = x * rsqrt_exact(spatial_mean(tf.square(x)) + 1e-8)
         style = dense(w_row, ep["style_w"], ep["style_b"])
         scale, shift = tf.split(style, 2, axis=1)
         return x * (scale[:, None, None, :] + 1.0) + shift[:, None, None, :]

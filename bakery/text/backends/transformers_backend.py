@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import inspect
 import io
 import logging
 from pathlib import Path
@@ -192,7 +193,9 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
     new = torch.full((input_ids.shape[0], stage.max_new_tokens), pad_id, dtype=torch.long, device=device)
     active = torch.arange(input_ids.shape[0], device=device)  # original row of each live row
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+    cache_kw, extra = forward_keywords(model)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                **extra)
     for step in range(stage.max_new_tokens):
         live_generators = [generators[i] for i in active.tolist()]
         token = next_token(out.logits[:, -1, :].float(), new[active, :step], live_generators, stage)
@@ -202,7 +205,7 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
             ended |= torch.tensor(stop_check(until_end(new[active, :step + 1], stop_ids)), device=device)
         if step == stage.max_new_tokens - 1 or bool(ended.all()):
             break
-        past = out.past_key_values
+        past = returned_cache(out)
         if bool(ended.any()):
             keep = (~ended).nonzero().squeeze(1)
             active, token = active[keep], token[keep]
@@ -212,8 +215,22 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
         positions = positions[:, -1:] + 1
         out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
-                    past_key_values=past, use_cache=True)
+                    use_cache=True, **{cache_kw: past}, **extra)
     return until_end(new, stop_ids)
+
+
+def forward_keywords(model) -> tuple[str, dict]:
+    """The forward pass's name for the KV cache (transformers 5.x renamed `past_key_values`
+    to `cache`), and `logits_to_keep=1` where supported: only the last position's logits are
+    sampled, so the prompt's full-vocabulary logits need not be computed."""
+    params = inspect.signature(model.forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    return cache_kw, ({"logits_to_keep": 1} if "logits_to_keep" in params else {})
+
+
+def returned_cache(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def until_end(tokens: torch.Tensor, stop_ids: torch.Tensor) -> list[list[int]]:
