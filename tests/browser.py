@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
+
+from tests.debian import ensure_command
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync"]
@@ -12,15 +12,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 def chromium_path() -> str:
     """Debian's chromium; installed on the spot (as root) when missing."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    if os.geteuid() != 0:
-        raise RuntimeError("chromium is missing and we are not root: apt-get install chromium")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
-    return shutil.which("chromium")
+    path = ensure_command("chromium", "chromium") or shutil.which("chromium-browser")
+    if not path:
+        raise RuntimeError("chromium is missing and could not be installed: apt-get install chromium")
+    return path
 
 
 def launch(playwright):

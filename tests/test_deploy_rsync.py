@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
 import socket
 import subprocess
 import tarfile
@@ -17,16 +15,13 @@ from bakery.cli import main
 from bakery.config import load_config
 from bakery.deploy.rsync import deploy_rsync, write_snippets_tarball
 from bakery.errors import ConfigError, StageFailures
+from debian import ensure_command
 from deploy_support import fill_public, free_port, tree_bytes, write_project
 
 
 def ensure_rsync() -> None:
     """Debian's rsync; installed here when missing and we may (root + apt-get)."""
-    if shutil.which("rsync"):
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "rsync"], capture_output=True, check=False)
-    if not shutil.which("rsync"):
+    if not ensure_command("rsync", "rsync"):
         pytest.skip("rsync is not installed and cannot be installed here")
 
 

@@ -35,7 +35,6 @@ def project(root: Path, images: str) -> Path:
 
 
 def three_bands(model: Path, last: int = 11, psi3: float = -0.5) -> str:
-    third = (last - 7) // 2 + 8
     return f"""
     [images]
     model = "{model}"

@@ -45,7 +45,7 @@ def test_same_seed_same_image_for_any_batch_size(sg2):
     psis = [0.5, 0.7, 1.1, -0.5, 1.0, 0.0, 0.8, 0.6, 1.2, 2.0, -2.0]
     modes = ["seeded", "const", "seeded", "const", "seeded", "seeded", "const", "seeded", "const", "seeded", "const"]
     full = renderer.render_seeds(seeds, psis, modes)
-    for batch in (1, 3, 4, 8):
+    for batch in (1, 2, 3, 4, 5, 8):
         parts = [renderer.render_seeds(seeds[i:i + batch], psis[i:i + batch], modes[i:i + batch])
                  for i in range(0, len(seeds), batch)]
         np.testing.assert_array_equal(np.concatenate([p["image"] for p in parts]), full["image"])

@@ -2,10 +2,10 @@
 
 Maths as in NVIDIA's networks_stylegan2.py: stored weights carry no equalised-lr scale,
 so each is scaled once here at load time (`w / sqrt(fan_in)`, times lrmul in the mapping).
-The modulated convolutions run "non-fused": scale the input channels by the style, convolve
-the whole batch with one shared kernel, multiply the outputs by the demodulation factor.
-That is the same function as the grouped-conv form, but one big conv per layer, which is
-what makes batched generation fast on a CPU.
+The modulated convolutions run "fused" like NVIDIA's default: for each image the style
+and the demodulation factor scale the 3×3 kernel, which is far smaller than the
+activations it would otherwise take two passes over. They run one image at a time
+(see layers.per_image), so the batch size never changes an image's bits.
 """
 
 from __future__ import annotations
@@ -149,16 +149,22 @@ class StyleGAN2(Generator):
                 h[3 - m:6 - m, 3 - n:6 - n] += f * g[m, n]
         return transposed_to_phases(h, offset=2)  # SAME crops 2 of the 2H + 4 outputs in front
 
-    def _upsample_conv(self, x, layer):
-        return upsample_by_phases(x, layer["weight_up"])
+    def _modulated_conv(self, x, s, d, layer):
+        """NVIDIA's fused modconv, one image at a time (see layers.per_image): the style s [in]
+        and the demodulation d [out] scale the small kernel, not the large activations."""
+        kernel = layer["weight_up"] if layer["up"] else layer["weight"]
+        phases = 4 if layer["up"] else 1  # the sub-pixel kernel's outputs are 4 phase groups of out
+        out = []
+        for xi, si, di in zip(*(tf.split(t, x.shape[0], axis=0) for t in (x, s, d))):
+            k = kernel * si[0][:, None] * tf.tile(di[0], [phases])
+            out.append(upsample_by_phases(xi, k) if layer["up"] else conv3x3(xi, k))
+        return out[0] if len(out) == 1 else tf.concat(out, axis=0)
 
     def _layer(self, x, w_row, noise, layer):
         a, b = layer["style"]
         s = dense(w_row, a, b)  # [N, in]
-        x = x * s[:, None, None, :]
-        x = self._upsample_conv(x, layer) if layer["up"] else conv3x3(x, layer["weight"])
-        d = rsqrt_exact(dense(tf.square(s), layer["wsq"]) + 1e-8)
-        x = x * d[:, None, None, :]
+        d = rsqrt_exact(dense(tf.square(s), layer["wsq"]) + 1e-8)  # [N, out]
+        x = self._modulated_conv(x, s, d, layer)
         x = x + noise * layer["strength"]
         return lrelu(x + layer["bias"], SQRT2)
 
