@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete", action="store_true", help="delete remote files that are absent locally")
     p.add_argument("--max-deletes", type=int, default=None, help="refuse to delete more than this many files")
     p.add_argument("--purge-everything", action="store_true", help="purge the whole CDN cache after the deploy")
+    p.add_argument("--trust-state", action="store_true",
+                   help="S3: plan from the last complete deploy's state file instead of listing the bucket "
+                        "(fast; misses changes others made to the bucket)")
     p = add("archive", "move the current generation into public/NAME/ before baking a new one",
             action_runner("archive"))
     p.add_argument("name", help="version folder name, e.g. v1")

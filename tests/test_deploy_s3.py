@@ -313,3 +313,56 @@ def test_a_failed_upload_keeps_index_html_back_and_the_rerun_finishes(project, m
     deploy_s3(config, quiet=True)
     assert sorted(ops(calls, "PutObject")) == ["example-4.jpg", "index.html"]  # state kept the rest
     assert remote_tree(project["client"], project["bucket"]) == files
+
+
+def test_trust_state_plans_from_the_last_complete_deploy_without_listing(project, calls):
+    config, toml = project["make"]()
+    files = fill_public(project["public"], 5)
+    deploy_s3(config, quiet=True)
+    assert json.loads(state_path(config.build_dir).read_text())["complete"] is True
+
+    calls.clear()
+    (project["public"] / "snippet-2.txt").write_bytes(b"another story\n")
+    (project["public"] / "example-9.jpg").write_bytes(b"a new face")
+    (project["public"] / "example-0.jpg").unlink()
+    plan, outcome = deploy_s3(config, quiet=True, delete=True, trust_state=True)
+    assert ops(calls, "ListObjectsV2") == [] and ops(calls, "HeadObject") == []
+    assert sorted(ops(calls, "PutObject")) == ["example-9.jpg", "snippet-2.txt"]
+    assert [a.key for a in plan.actions["delete"]] == ["example-0.jpg"]
+    files.update({"snippet-2.txt": b"another story\n", "example-9.jpg": b"a new face"})
+    del files["example-0.jpg"]
+    assert remote_tree(project["client"], project["bucket"]) == files
+
+    # The price: a change someone else made to the bucket goes unnoticed; a listing finds it.
+    project["client"].delete_object(Bucket=project["bucket"], Key="snippet-4.txt")
+    calls.clear()
+    assert main(["-q", "-c", str(toml), "deploy", "s3", "--trust-state"]) == 0
+    assert ops(calls, "PutObject") == []
+    calls.clear()
+    assert main(["-q", "-c", str(toml), "deploy", "s3"]) == 0
+    assert ops(calls, "PutObject") == ["snippet-4.txt"] and len(ops(calls, "ListObjectsV2")) == 1
+
+
+def test_trust_state_lists_after_a_failed_deploy(project, monkeypatch, calls):
+    config, _ = project["make"]("trust_state = true")
+    files = fill_public(project["public"], 3)
+    real_upload = s3mod.Runner.upload
+
+    def flaky(self, action):
+        if action.rel == "example-1.jpg":
+            raise OSError("disk read error")
+        return real_upload(self, action)
+
+    monkeypatch.setattr(s3mod.Runner, "upload", flaky)
+    with pytest.raises(BakeryError):
+        deploy_s3(config, quiet=True)
+    assert json.loads(state_path(config.build_dir).read_text())["complete"] is False
+    project["client"].delete_object(Bucket=project["bucket"], Key="snippet-0.txt")  # lost meanwhile
+
+    monkeypatch.setattr(s3mod.Runner, "upload", real_upload)
+    calls.clear()
+    deploy_s3(config, quiet=True)  # trust_state from the config, but the state is not complete
+    assert len(ops(calls, "ListObjectsV2")) == 1
+    assert sorted(ops(calls, "PutObject")) == ["example-1.jpg", "index.html", "snippet-0.txt"]
+    assert remote_tree(project["client"], project["bucket"]) == files
+    assert json.loads(state_path(config.build_dir).read_text())["complete"] is True

@@ -65,6 +65,7 @@ class S3Config:
     multipart_threshold: int  # bytes
     multipart_chunk: int  # bytes
     max_deletes: int
+    trust_state: bool  # plan from the last complete deploy's state file, without a listing
     exclude: tuple[str, ...]
     upload_last: tuple[str, ...]
     cache_control: dict[str, str] = field(default_factory=dict)
@@ -159,6 +160,7 @@ def parse_s3(t: Table) -> S3Config | None:
         multipart_threshold=t.int("multipart_threshold_mb", 64, min=5, max=5 * 1024) * MB,
         multipart_chunk=t.int("multipart_chunk_mb", 16, min=5, max=5 * 1024) * MB,
         max_deletes=t.int("max_deletes", 1000, min=0),
+        trust_state=t.bool("trust_state", False),
         exclude=t.str_list("exclude", []),
         upload_last=t.str_list("upload_last", ["index.html"]),
         cache_control=ordered_map(t, "cache_control", DEFAULT_CACHE_CONTROL),

@@ -1,7 +1,8 @@
 """`bakery deploy s3`: incremental, parallel, crash-safe sync of public/ to a bucket.
 
 Order of work, chosen so that the live site never points at a missing file:
-  1. list the bucket once (parallel key ranges) and plan against public/ and the state file;
+  1. list the bucket once (parallel key ranges) and plan against public/ and the state file
+     (with --trust-state, the state of the last complete deploy stands in for the listing);
   2. server-side copies and header updates, then uploads of everything except `upload_last`;
   3. only if all of that succeeded: the `upload_last` files (index.html);
   4. only with --delete, and at most --max-deletes: remote keys that public/ no longer has;
@@ -23,9 +24,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 
 from bakery.deploy.files import ALWAYS_EXCLUDED, cache_control, content_type, matches_any, scan_tree
-from bakery.deploy.s3list import list_remote
+from bakery.deploy.s3list import Remote, list_remote
 from bakery.deploy.s3plan import Action, Plan, file_digests, make_plan, part_size
-from bakery.deploy.s3state import Entry, load_state, save_state, state_path, target_id
+from bakery.deploy.s3state import Entry, State, load_state, save_state, state_path, target_id
 from bakery.errors import BakeryError, StageFailures
 from bakery.progress import progress
 
@@ -86,7 +87,12 @@ def key_maker(prefix: str):
     return (lambda rel: f"{prefix}/{rel}") if prefix else (lambda rel: rel)
 
 
-def plan_deploy(config, client, state: dict[str, Entry], quiet: bool) -> tuple[Plan, list[str]]:
+def remote_from_state(state: State) -> dict[str, Remote]:
+    """What the bucket holds if nothing but our own complete deploys ever wrote to it."""
+    return {key: Remote(e.etag, e.size) for key, e in state.entries.items()}
+
+
+def plan_deploy(config, client, state: State, quiet: bool, trust_state: bool = False) -> tuple[Plan, list[str]]:
     s3cfg = config.deploy.s3
     public = config.public_dir
     if not (public / "index.html").is_file():
@@ -94,13 +100,22 @@ def plan_deploy(config, client, state: dict[str, Entry], quiet: bool) -> tuple[P
     files = scan_tree(public, s3cfg.exclude)
     key_of = key_maker(s3cfg.prefix)
     local_keys = [key_of(f.rel) for f in files]
-    t0 = time.monotonic()
-    try:
-        remote = list_remote(client, s3cfg.bucket, key_of(""), local_keys, workers=min(s3cfg.concurrency, LIST_WORKERS))
-    except Exception as exc:  # botocore's errors share no useful base class with connection errors
-        raise BakeryError(f"{where(s3cfg, key_of(''))}: cannot list the bucket: {describe_error(exc)[1]}") from None
-    log.info("s3: %d local files, %d remote objects listed in %.1f s", len(files), len(remote),
-             time.monotonic() - t0)
+    if trust_state and not state.complete:
+        log.info("s3: --trust-state: the state file is not from a complete deploy, so the bucket is listed")
+    if trust_state and state.complete:
+        remote = remote_from_state(state)
+        log.info("s3: %d local files, %d remote objects as the last complete deploy left them "
+                 "(--trust-state: no listing; changes made to the bucket by others go unnoticed)",
+                 len(files), len(remote))
+    else:
+        t0 = time.monotonic()
+        try:
+            remote = list_remote(client, s3cfg.bucket, key_of(""), local_keys,
+                                 workers=min(s3cfg.concurrency, LIST_WORKERS))
+        except Exception as exc:  # botocore's errors share no useful base class with connection errors
+            raise BakeryError(f"{where(s3cfg, key_of(''))}: cannot list the bucket: {describe_error(exc)[1]}") from None
+        log.info("s3: %d local files, %d remote objects listed in %.1f s", len(files), len(remote),
+                 time.monotonic() - t0)
 
     def headers_of(rel: str) -> tuple[str, str | None]:
         return content_type(rel, s3cfg.content_types), cache_control(rel, s3cfg.cache_control)
@@ -108,7 +123,7 @@ def plan_deploy(config, client, state: dict[str, Entry], quiet: bool) -> tuple[P
     def protected(rel: str) -> bool:
         return matches_any(ALWAYS_EXCLUDED + s3cfg.exclude, rel)
 
-    plan = make_plan(files, key_of, headers_of, remote, state, s3cfg.multipart_threshold,
+    plan = make_plan(files, key_of, headers_of, remote, state.entries, s3cfg.multipart_threshold,
                      s3cfg.multipart_chunk, protected)
     return plan, local_keys
 
@@ -170,10 +185,11 @@ class Outcome:
 class Runner:
     """Carries out a plan with a thread pool; records every success in the state as it lands."""
 
-    def __init__(self, config, client, state: dict[str, Entry], quiet: bool):
+    def __init__(self, config, client, state: State, quiet: bool):
         self.s3cfg = config.deploy.s3
         self.client = client
-        self.state = state
+        self.state = state.entries
+        self.complete_on_disk = state.complete
         self.quiet = quiet
         self.path = state_path(config.build_dir)
         self.target = target_id(self.s3cfg.endpoint_url, self.s3cfg.bucket, self.s3cfg.prefix)
@@ -192,10 +208,11 @@ class Runner:
         if time.monotonic() - self.last_save > SAVE_EVERY_S:
             self.save()
 
-    def save(self) -> None:
-        if self.dirty:
-            save_state(self.path, self.target, self.state)
-            self.dirty = False
+    def save(self, complete: bool = False) -> None:
+        """Mid-deploy saves are never `complete`, so a killed deploy is never trusted."""
+        if self.dirty or complete != self.complete_on_disk:
+            save_state(self.path, self.target, self.state, complete)
+            self.dirty, self.complete_on_disk = False, complete
         self.last_save = time.monotonic()
 
     def advance(self, n: int) -> None:
@@ -341,7 +358,7 @@ class Runner:
                     "(the live page must not point at missing files)")
         if delete and plan.actions["delete"] and not self.outcome.failures:
             self.delete(plan.actions["delete"])
-        self.save()
+        self.save(complete=not self.outcome.failures)
         return self.outcome
 
 
@@ -365,7 +382,7 @@ def summary(outcome: Outcome, plan: Plan, seconds: float) -> str:
 
 
 def deploy_s3(config, dry_run: bool = False, delete: bool = False, max_deletes: int | None = None,
-              quiet: bool = False) -> tuple[Plan, Outcome | None]:
+              quiet: bool = False, trust_state: bool = False) -> tuple[Plan, Outcome | None]:
     s3cfg = config.deploy.s3
     if s3cfg is None:
         raise BakeryError(f"{config.source}: deploy.s3: no [deploy.s3] section: nothing to deploy to")
@@ -373,7 +390,7 @@ def deploy_s3(config, dry_run: bool = False, delete: bool = False, max_deletes: 
     client = make_client(s3cfg)
     path = state_path(config.build_dir)
     state = load_state(path, target_id(s3cfg.endpoint_url, s3cfg.bucket, s3cfg.prefix))
-    plan, _ = plan_deploy(config, client, state, quiet)
+    plan, _ = plan_deploy(config, client, state, quiet, trust_state or s3cfg.trust_state)
     resolve_verifications(client, s3cfg, plan, quiet)
     check_deletes(plan, s3cfg, delete, max_deletes)
     if dry_run:
@@ -398,7 +415,8 @@ def run_deploy_s3(config, args) -> None:
     everything = getattr(args, "purge_everything", False)
     try:
         plan, outcome = deploy_s3(config, dry_run=args.dry_run, delete=args.delete,
-                                  max_deletes=args.max_deletes, quiet=args.quiet)
+                                  max_deletes=args.max_deletes, quiet=args.quiet,
+                                  trust_state=getattr(args, "trust_state", False))
     except StageFailures as failure:
         # Objects overwritten before the failure will look unchanged on the rerun: purge them now.
         if getattr(failure, "outcome", None) and failure.outcome.purge and config.deploy.cloudflare:

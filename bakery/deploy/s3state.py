@@ -5,6 +5,10 @@ ETag the store returned and the headers sent. A file whose size and mtime still 
 no hashing, and when the listing shows the same ETag the object is known to be current
 without a single request per file. The state is only a cache: every decision is checked
 against the bucket listing, so a stale or lost state costs time, never correctness.
+
+The one exception is `--trust-state`, which plans from the state instead of a listing. It
+only trusts a state marked `complete`: written at the end of a deploy that had no failures.
+A deploy that is running, was killed or failed leaves the mark off, so the next one lists.
 """
 
 from __future__ import annotations
@@ -39,24 +43,31 @@ def target_id(endpoint_url: str | None, bucket: str, prefix: str) -> str:
     return f"{endpoint_url or 'aws'}|{bucket}|{prefix}"
 
 
-def load_state(path: Path, target: str) -> dict[str, Entry]:
+@dataclass
+class State:
+    entries: dict[str, Entry]
+    complete: bool  # the last deploy that wrote it finished with no failures
+
+
+def load_state(path: Path, target: str) -> State:
     """The recorded entries for this bucket/prefix; empty when missing, unreadable or foreign."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if raw.get("version") != VERSION or raw.get("target") != target:
             log.info("s3: state file %s belongs to another target or version: starting fresh", path)
-            return {}
+            return State({}, False)
         meta = raw["meta"]
-        return {key: Entry(size, mtime, md5, etag, *meta[m])
-                for key, (size, mtime, md5, etag, m) in raw["objects"].items()}
+        entries = {key: Entry(size, mtime, md5, etag, *meta[m])
+                   for key, (size, mtime, md5, etag, m) in raw["objects"].items()}
+        return State(entries, raw.get("complete") is True)
     except FileNotFoundError:
-        return {}
+        return State({}, False)
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         log.warning("s3: ignoring unreadable state file %s (%s): every object will be re-checked", path, exc)
-        return {}
+        return State({}, False)
 
 
-def save_state(path: Path, target: str, entries: dict[str, Entry]) -> None:
+def save_state(path: Path, target: str, entries: dict[str, Entry], complete: bool = False) -> None:
     """Write compactly and atomically: 100k keys stay a few MB, a crash leaves the old file."""
     meta_index: dict[tuple, int] = {}
     objects = {}
@@ -64,6 +75,7 @@ def save_state(path: Path, target: str, entries: dict[str, Entry]) -> None:
         e = entries[key]
         m = meta_index.setdefault((e.content_type, e.cache_control), len(meta_index))
         objects[key] = [e.size, e.mtime_ns, e.md5, e.etag, m]
-    doc = {"version": VERSION, "target": target, "meta": [list(m) for m in meta_index], "objects": objects}
+    doc = {"version": VERSION, "target": target, "complete": complete,
+           "meta": [list(m) for m in meta_index], "objects": objects}
     with atomic_open(path, "w", encoding="utf-8") as fh:
         json.dump(doc, fh, separators=(",", ":"))
