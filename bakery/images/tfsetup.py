@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from bakery.native_stderr import quiet_native_startup
+
 log = logging.getLogger("bakery.images")
 _TF = None
 
@@ -25,7 +27,10 @@ def import_tf():
     global _TF
     if _TF is None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF reads this at import only
-        import tensorflow as tf
+        with quiet_native_startup():
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
 
         try:
             tf.config.threading.set_intra_op_parallelism_threads(cpu_threads())
@@ -34,7 +39,6 @@ def import_tf():
             pass
         # TF32 matmuls on Ampere+ GPUs change results by ~1e-3: keep float32 exact.
         tf.config.experimental.enable_tensor_float_32_execution(False)
-        gpus = tf.config.list_physical_devices("GPU")
         log.debug("TensorFlow %s, %s", tf.__version__, f"{len(gpus)} GPU(s)" if gpus else "CPU only")
         _TF = tf
     return _TF

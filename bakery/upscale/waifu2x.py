@@ -16,17 +16,15 @@ bicubic filter (Keys, a = -0.75). TensorFlow is imported lazily, on first use.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import re
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from bakery.native_stderr import quiet_native_startup
 from bakery.upscale.modes import join_modes, split_modes
 from bakery.upscale.ncnn_weights import Network, load_waifu2x
 
@@ -34,34 +32,11 @@ log = logging.getLogger("bakery.upscale")
 BICUBIC_A = -0.75  # waifu2x-ncnn-vulkan resizes alpha with ncnn's bicubic, which uses a = -0.75
 
 
-NATIVE_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IW]\d{4} |E\d{4} .*(cuInit|cuda)|"
-                          r"To enable the following instructions|.*rebuild TensorFlow with)")
-
-
-@contextlib.contextmanager
-def _filtered_native_stderr():
-    """TensorFlow's C++ start-up banners (oneDNN, missing CUDA) bypass Python logging and
-    TF_CPP_MIN_LOG_LEVEL; catch fd 2 while it starts and pass on only other lines."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines():
-                if line.strip() and not NATIVE_NOISE.match(line):
-                    print(line, file=sys.stderr)
-
-
 def tensorflow(threads: int = 0):
     """Import TensorFlow once; the thread count only takes effect before its first op runs."""
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with _filtered_native_stderr():
+        with quiet_native_startup():
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
