@@ -164,6 +164,7 @@ BAND = '\n[[images.bands]]\nseeds = "0-3"\npsi = 0.7\n'
     ('[images]\nmodle = "embedded"\n' + BAND, "images.modle", "unknown key"),
     ('[images]\nbatch_size = "8"\n' + BAND, "images.batch_size", "must be an integer"),
     ('[images]\nbatch_size = 0\n' + BAND, "images.batch_size", "out of range"),
+    ('[images]\nbatch_size = 65\n' + BAND, "images.batch_size", "out of range"),
     ('[images]\n' + BAND + '[[images.bands]]\nseeds = "2-5"\npsi = 0.5\n', "images.bands[1]", "overlap"),
     ('[images]\n' + BAND + '[[images.bands]]\nseeds = "6-9"\npsi = 0.5\n', "images.bands[1]", "gap"),
     ('[images]\n[[images.bands]]\nseeds = "0-3"\npsi = 2.5\n', "images.bands[0].psi", "out of range"),
@@ -189,8 +190,9 @@ def test_bad_checkpoint_and_batch_override_are_one_line_errors(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "os.system" in err and "bad.pkl" in err
     assert not list((tmp_path / "build" / "raw").glob("example-*"))
-    assert main(["-q", "-c", str(config), "generate", "--batch-size", "0"]) == 1
-    assert "--batch-size" in capsys.readouterr().err
+    for bad_batch in ("0", "65"):
+        assert main(["-q", "-c", str(config), "generate", "--batch-size", bad_batch]) == 1
+        assert "--batch-size must be between 1 and 64" in capsys.readouterr().err
 
 
 def test_figures_contact_sheet_and_truncation_sweep(tmp_path):

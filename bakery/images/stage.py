@@ -21,7 +21,7 @@ import numpy as np
 
 from bakery.errors import BakeryError
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_atomic
-from bakery.images.config import EMBEDDED_MODEL
+from bakery.images.config import EMBEDDED_MODEL, MAX_BATCH
 from bakery.progress import progress
 
 log = logging.getLogger("bakery.images")
@@ -91,8 +91,8 @@ def write_batch(raw_dir: Path, ids: list[int], pixels: np.ndarray) -> list[int]:
 
 def batch_size_of(cfg, args) -> int:
     override = getattr(args, "batch_size", None)
-    if override is not None and override < 1:
-        raise BakeryError(f"--batch-size must be ≥ 1, got {override}")
+    if override is not None and not 1 <= override <= MAX_BATCH:
+        raise BakeryError(f"--batch-size must be between 1 and {MAX_BATCH}, got {override}")
     return override or cfg.batch_size
 
 
