@@ -87,6 +87,19 @@ def ops(calls, name):
     return [key for op, key in calls if op == name]
 
 
+def fail_upload_of(monkeypatch, rel: str):
+    """Make the upload of one file fail like a disk error; returns the real upload method."""
+    real_upload = s3mod.Runner.upload
+
+    def flaky(self, action):
+        if action.rel == rel:
+            raise OSError("disk read error")
+        return real_upload(self, action)
+
+    monkeypatch.setattr(s3mod.Runner, "upload", flaky)
+    return real_upload
+
+
 def test_first_sync_noop_resync_and_changed_file(project, calls):
     config, _ = project["make"]()
     files = fill_public(project["public"], 12)
@@ -294,14 +307,7 @@ def test_archived_generation_is_copied_server_side_not_uploaded(project, calls):
 def test_a_failed_upload_keeps_index_html_back_and_the_rerun_finishes(project, monkeypatch, calls):
     config, toml = project["make"]()
     files = fill_public(project["public"], 6)
-    real_upload = s3mod.Runner.upload
-
-    def flaky(self, action):
-        if action.rel == "example-4.jpg":
-            raise OSError("disk read error")
-        return real_upload(self, action)
-
-    monkeypatch.setattr(s3mod.Runner, "upload", flaky)
+    real_upload = fail_upload_of(monkeypatch, "example-4.jpg")
     with pytest.raises(BakeryError, match="example-4.jpg: disk read error"):
         deploy_s3(config, quiet=True)
     partial = remote_tree(project["client"], project["bucket"])
@@ -346,14 +352,7 @@ def test_trust_state_plans_from_the_last_complete_deploy_without_listing(project
 def test_trust_state_lists_after_a_failed_deploy(project, monkeypatch, calls):
     config, _ = project["make"]("trust_state = true")
     files = fill_public(project["public"], 3)
-    real_upload = s3mod.Runner.upload
-
-    def flaky(self, action):
-        if action.rel == "example-1.jpg":
-            raise OSError("disk read error")
-        return real_upload(self, action)
-
-    monkeypatch.setattr(s3mod.Runner, "upload", flaky)
+    real_upload = fail_upload_of(monkeypatch, "example-1.jpg")
     with pytest.raises(BakeryError):
         deploy_s3(config, quiet=True)
     assert json.loads(state_path(config.build_dir).read_text())["complete"] is False
