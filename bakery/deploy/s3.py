@@ -102,7 +102,8 @@ def plan_deploy(config, client, state: State, quiet: bool, trust_state: bool = F
     local_keys = [key_of(f.rel) for f in files]
     if trust_state and not state.complete:
         log.info("s3: --trust-state: the state file is not from a complete deploy, so the bucket is listed")
-    if trust_state and state.complete:
+        trust_state = False
+    if trust_state:
         remote = remote_from_state(state)
         log.info("s3: %d local files, %d remote objects as the last complete deploy left them "
                  "(--trust-state: no listing; changes made to the bucket by others go unnoticed)",

@@ -18,8 +18,9 @@ tf = import_tf()
 SQRT2 = float(np.sqrt(2.0))
 
 
-def per_image(op):
-    """Run a reducing op (convolution, matmul, spatial mean) on one image at a time.
+def per_image(op=None, *, batched: int = 1):
+    """Run a reducing op (convolution, matmul, spatial mean) on one image at a time; the first
+    `batched` positional arguments are split along the batch, the rest are shared.
 
     TF's CPU kernels for these pick register blocks and loop tails by the size of the whole
     tensor, so the same image rounds differently in a batch of 2 than alone (measured on an
@@ -28,15 +29,19 @@ def per_image(op):
     gets the same bits whatever batch it is in. Elementwise ops are exactly rounded anyway
     and stay batched; the per-image ops of a batch run concurrently on TF's inter-op pool.
     Needs a static batch size (the renderer traces one graph per batch size)."""
+    if op is None:
+        return functools.partial(per_image, batched=batched)
 
     @functools.wraps(op)
-    def run(x, *args, **kwargs):
-        n = x.shape[0]
+    def run(*args, **kwargs):
+        n = args[0].shape[0]
         if n is None:
             raise ValueError(f"{op.__name__}: per-image ops need a static batch size")
         if n == 1:
-            return op(x, *args, **kwargs)
-        return tf.concat([op(one, *args, **kwargs) for one in tf.split(x, n, axis=0)], axis=0)
+            return op(*args, **kwargs)
+        split, shared = args[:batched], args[batched:]
+        parts = zip(*(tf.split(t, n, axis=0) for t in split))
+        return tf.concat([op(*one, *shared, **kwargs) for one in parts], axis=0)
 
     return run
 

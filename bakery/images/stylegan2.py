@@ -16,7 +16,7 @@ import numpy as np
 
 from bakery.images.generator import Generator, KwargChecker, expect_shape, log2_resolution
 from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, fir_kernel, lrelu, normalize_2nd_moment,
-                                  rsqrt_exact, tf, transposed_to_phases, upsample_by_phases)
+                                  per_image, rsqrt_exact, tf, transposed_to_phases, upsample_by_phases)
 from bakery.images.pickle_loader import CheckpointError, Network
 
 # NVIDIA's TF1 defaults (G_main / G_mapping / G_synthesis_stylegan2) for keys a pickle omits.
@@ -34,6 +34,15 @@ RUNTIME_ONLY = {"truncation_psi", "truncation_cutoff", "truncation_psi_val", "tr
                 "is_template_graph", "components", "mapping_func", "synthesis_func"}
 REQUIRED_VALUES = {"label_size": 0, "architecture": "skip", "nonlinearity": "lrelu",
                    "mapping_nonlinearity": "lrelu", "dtype": "float32"}
+
+
+@per_image(batched=3)
+def modulated_conv(x, s, d, kernel, up: bool):
+    """NVIDIA's fused modconv for one image: the style s [1, in] and the demodulation d [1, out]
+    scale the small kernel, not the large activations. An upsampling kernel is in sub-pixel
+    form, its outputs 4 phase groups of `out` channels, so d repeats 4 times."""
+    k = kernel * s[0][:, None] * tf.tile(d[0], [4 if up else 1])
+    return upsample_by_phases(x, k) if up else conv3x3(x, k)
 
 
 class StyleGAN2(Generator):
@@ -149,22 +158,12 @@ class StyleGAN2(Generator):
                 h[3 - m:6 - m, 3 - n:6 - n] += f * g[m, n]
         return transposed_to_phases(h, offset=2)  # SAME crops 2 of the 2H + 4 outputs in front
 
-    def _modulated_conv(self, x, s, d, layer):
-        """NVIDIA's fused modconv, one image at a time (see layers.per_image): the style s [in]
-        and the demodulation d [out] scale the small kernel, not the large activations."""
-        kernel = layer["weight_up"] if layer["up"] else layer["weight"]
-        phases = 4 if layer["up"] else 1  # the sub-pixel kernel's outputs are 4 phase groups of out
-        out = []
-        for xi, si, di in zip(*(tf.split(t, x.shape[0], axis=0) for t in (x, s, d))):
-            k = kernel * si[0][:, None] * tf.tile(di[0], [phases])
-            out.append(upsample_by_phases(xi, k) if layer["up"] else conv3x3(xi, k))
-        return out[0] if len(out) == 1 else tf.concat(out, axis=0)
-
     def _layer(self, x, w_row, noise, layer):
         a, b = layer["style"]
         s = dense(w_row, a, b)  # [N, in]
         d = rsqrt_exact(dense(tf.square(s), layer["wsq"]) + 1e-8)  # [N, out]
-        x = self._modulated_conv(x, s, d, layer)
+        kernel = layer["weight_up"] if layer["up"] else layer["weight"]
+        x = modulated_conv(x, s, d, kernel, layer["up"])
         x = x + noise * layer["strength"]
         return lrelu(x + layer["bias"], SQRT2)
 
