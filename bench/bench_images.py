@@ -39,7 +39,8 @@ def images_per_second(renderer, batch: int, min_images: int, min_seconds: float)
 ONE_CALL = """
 import sys
 sys.path.insert(0, {repo!r})
-from bakery.images.generator import Renderer, load_generator
+from bakery.images.checkpoints import load_generator
+from bakery.images.generator import Renderer
 renderer = Renderer(load_generator({model!r}).generator)
 renderer.render_seeds([{seed}], [0.7], ["seeded"])
 """
@@ -75,7 +76,8 @@ def main() -> int:
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 3.0
 
-    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
     from bakery.images.tfsetup import cpu_threads, device_name, import_tf
 
     tf = import_tf()

@@ -11,7 +11,7 @@ from images_helpers import SG1_DIR, SG1_PKL, check_case, fixture_cases, load_tup
 
 @pytest.fixture(scope="module")
 def sg1():
-    from bakery.images.generator import load_generator
+    from bakery.images.checkpoints import load_generator
 
     return load_generator(SG1_PKL).generator
 
@@ -64,7 +64,8 @@ def make_sg1_pickle(path, resolution=128, lod=0.0):
 
 def test_gs_only_protocol4_pickle_made_here_matches_the_reference(tmp_path):
     """The fixture's Gs re-written by our writer (protocol 4, no G/D) renders NVIDIA's images."""
-    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
 
     _, _, gs = load_tuple(SG1_PKL)
     path = tmp_path / "sg1_gs.pkl"
@@ -88,7 +89,8 @@ def _numpy_fused_reference(x, weight, blur):
 
 
 def test_128px_model_made_here_uses_the_fused_upsampling_correctly(tmp_path):
-    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
 
     gen = load_generator(make_sg1_pickle(tmp_path / "sg1_128.pkl")).generator
     fused = [c for c in gen.convs if c["fused"]]
@@ -108,7 +110,7 @@ def test_128px_model_made_here_uses_the_fused_upsampling_correctly(tmp_path):
 
 
 def test_progressive_growing_snapshot_is_refused(tmp_path):
-    from bakery.images.generator import load_generator
+    from bakery.images.checkpoints import load_generator
 
     with pytest.raises(CheckpointError, match="lod"):
         load_generator(make_sg1_pickle(tmp_path / "lod.pkl", resolution=32, lod=1.0))

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def sg2():
-    from bakery.images.generator import load_generator
+    from bakery.images.checkpoints import load_generator
 
     return load_generator(SG2_PKL).generator
 
@@ -88,7 +88,7 @@ def _variant(tmp_path, mutate):
     (lambda n: _all_kwargs(n, resolution=48), "not a power of two"),
 ])
 def test_unknown_architecture_or_kwarg_is_a_clear_error(tmp_path, mutate, message):
-    from bakery.images.generator import load_generator
+    from bakery.images.checkpoints import load_generator
 
     with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         load_generator(_variant(tmp_path, mutate))
@@ -97,7 +97,8 @@ def test_unknown_architecture_or_kwarg_is_a_clear_error(tmp_path, mutate, messag
 
 def test_default_kwargs_apply_when_the_pickle_omits_them(tmp_path):
     """fmap_min=1, fmap_decay=1, mapping_layers=8 ... missing from static_kwargs: NVIDIA's defaults."""
-    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
 
     def add_defaults(net):
         _all_kwargs(net, mapping_layers=8, fmap_decay=1.0, fmap_min=1, resample_kernel=[1, 3, 3, 1],
@@ -109,7 +110,8 @@ def test_default_kwargs_apply_when_the_pickle_omits_them(tmp_path):
 
 
 def test_embedded_demo_checkpoint_is_reproducible_and_renders():
-    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
     from bakery.images.make_checkpoint import demo_checkpoint_bytes
     from bakery.images.stage import EMBEDDED_PATH
 

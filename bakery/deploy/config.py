@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bakery.config import Table
+from bakery.tables import Table
 
 TARGETS = ("s3", "rsync")
 PURGE_MODES = ("changed", "everything", "none")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bakery.config import Table
+from bakery.tables import Table
 
 NOISE_MODES = ("const", "seeded", "random")
 EMBEDDED_MODEL = "embedded"

@@ -59,7 +59,8 @@ def render_many(renderer, seeds, psis, noise: str, batch: int) -> np.ndarray:
 
 
 def run_figures(config, args) -> None:
-    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
     from bakery.images.stage import resolve_model
 
     cfg = config.images

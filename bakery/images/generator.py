@@ -1,4 +1,6 @@
-"""One interface over StyleGAN 1 and 2: load a checkpoint, sample like NVIDIA, render batches.
+"""The generator interface every architecture implements, the helpers they share when reading a
+checkpoint, and NVIDIA-exact sampling and rendering. A leaf: the architectures import it, and
+bakery/images/checkpoints.py picks the architecture for a checkpoint.
 
 Sampling follows NVIDIA's run_generator.py exactly, so a seed means the same image here as
 in their code: z = RandomState(seed).randn(1, z_dim); in noise mode "seeded" the same
@@ -10,12 +12,10 @@ size cannot change a picture.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from bakery.images.pickle_loader import CheckpointError, Checkpoint, Network, load_network_pickle
+from bakery.images.pickle_loader import CheckpointError, Network
 
 NOISE_MODES = ("const", "seeded", "random")
 
@@ -42,34 +42,6 @@ class Generator:
 
     def flops_per_image(self) -> float:
         raise NotImplementedError
-
-
-@dataclass
-class LoadedModel:
-    checkpoint: Checkpoint
-    generator: Generator
-
-    @property
-    def sha256(self) -> str:
-        return self.checkpoint.sha256
-
-
-def load_generator(path: Path | str) -> LoadedModel:
-    """Checkpoint → the matching TF2 generator; an unknown architecture is an error."""
-    checkpoint = load_network_pickle(path)
-    gs, source = checkpoint.gs, str(path)
-    synthesis = gs.components.get("synthesis")
-    pair = (gs.build_func_name, synthesis.build_func_name if synthesis else None)
-    if pair == ("G_main", "G_synthesis_stylegan2"):
-        from bakery.images.stylegan2 import StyleGAN2
-
-        return LoadedModel(checkpoint, StyleGAN2(gs, source))
-    if pair == ("G_style", "G_synthesis"):
-        from bakery.images.stylegan1 import StyleGAN1
-
-        return LoadedModel(checkpoint, StyleGAN1(gs, source))
-    raise CheckpointError(f"{source}: unsupported generator architecture {pair[0]}/{pair[1]} "
-                          "(supported: StyleGAN 2 G_main/G_synthesis_stylegan2, StyleGAN 1 G_style/G_synthesis)")
 
 
 # -- helpers the architectures share when reading a checkpoint ------------------------------

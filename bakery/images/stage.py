@@ -114,7 +114,8 @@ def run_generate(config, args) -> None:
     if not todo:
         return
 
-    from bakery.images.generator import Renderer, load_generator
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
 
     model = load_generator(model_path)
     if model.sha256 != sha256:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bakery.config import Table
+from bakery.tables import Table
 from bakery.text.clean import DEFAULT_END_MARKERS, DEFAULT_REJECT_WORDS, CleanRules
 
 PIPELINES = ("prompted", "two_stage")

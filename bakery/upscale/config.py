@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bakery.config import Table
+from bakery.tables import Table
 
 METHODS = ("waifu2x", "lanczos", "none")
 NOISE_LEVELS = ("none", "0", "1", "2", "3")
