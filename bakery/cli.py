@@ -12,6 +12,7 @@ from bakery import __version__
 from bakery.config import DEFAULT_CONFIG, load_config
 from bakery.errors import BakeryError, StageFailures
 from bakery.progress import setup_logging
+from bakery.redact import redact
 
 log = logging.getLogger("bakery")
 
@@ -74,6 +75,9 @@ def run_deploy(config, args) -> None:
     if not targets:
         raise BakeryError(f"{config.source}: deploy.targets is empty: nothing to deploy "
                           "(set targets = [\"s3\"] and/or [\"rsync\"], or name one: bakery deploy s3)")
+    from bakery.deploy.preflight import check_deploy_args
+
+    check_deploy_args(config, targets, args)  # every credential and destination, before any upload
     failures = []
     for target in targets:
         try:
@@ -135,9 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("deploy", "publish public/ to the configured targets", run_deploy)
     p.add_argument("target", nargs="?", default="all", choices=("all", "s3", "rsync"),
                    help="which target (default: all targets in deploy.targets)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    p.add_argument("--delete", action="store_true", help="delete remote files that are absent locally")
-    p.add_argument("--max-deletes", type=int, default=None, help="refuse to delete more than this many files")
+    p.add_argument("--dry-run", "--dryrun", dest="dry_run", action="store_true",
+                   help="list each file that would be uploaded, copied or deleted; change nothing")
+    p.add_argument("--delete", action=argparse.BooleanOptionalAction, default=None,
+                   help="delete remote files that public/ no longer has (default: each target's `delete` key)")
+    p.add_argument("--max-deletes", type=int, default=None,
+                   help="refuse, before changing anything, to delete more than this many files "
+                        "(default: each target's `max_deletes`, 1000)")
+    p.add_argument("--allow-empty", action="store_true", help="deploy a public/ with no image + snippet pairs")
     p.add_argument("--purge-everything", action="store_true", help="purge the whole CDN cache after the deploy")
     p.add_argument("--trust-state", action="store_true",
                    help="S3: plan from the last complete deploy's state file instead of listing the bucket "
@@ -174,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         args.func(config, args)
     except BakeryError as exc:
-        print(f"bakery: error: {exc}", file=sys.stderr)
+        print(f"bakery: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bakery: interrupted", file=sys.stderr)

@@ -134,7 +134,7 @@ def test_missing_token_and_unreachable_api(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("snippet, problem", [
     ('zone_id = "z"\npurge = "some"', "deploy.cloudflare.purge: must be one of"),
-    ('zone_id = "z"\ntoken_env = "MY TOKEN"', "deploy.cloudflare.token_env: must be an environment variable name"),
+    ('zone_id = "z"\ntoken_env = "MY TOKEN"', "deploy.cloudflare.token_env: must be the NAME of an environment variable"),
     ('zone_id = "z"\nbatch_size = 0', "deploy.cloudflare.batch_size: 0 is out of range"),
     ('token_env = "X"', "deploy.cloudflare.zone_id: is required but missing"),
     ('zone_id = "z"\ntoken = "secret"', "deploy.cloudflare.token: unknown key"),

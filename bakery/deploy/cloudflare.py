@@ -4,7 +4,8 @@ API: POST {api_url}/zones/{zone_id}/purge_cache with a Bearer token and either
 {"files": [...urls]} or {"purge_everything": true}. The number of URLs per request is
 capped by the plan (30 for years; CloudFlare's current docs say 100 on Free/Pro/Business and
 500 on Enterprise), so batch_size defaults to 30, which every plan accepts. The token is read
-from the environment variable named in config, here at the edge, and never logged.
+from the environment variable named in config, here at the edge, and never logged; every error
+message goes through bakery.redact (a CloudFlare error body may echo the request's headers).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import urllib.request
 from urllib.parse import quote
 
 from bakery.errors import BakeryError, ConfigError
+from bakery.redact import redact, remember
 
 log = logging.getLogger("bakery.deploy")
 
@@ -34,6 +36,7 @@ def read_token(cf) -> str:
     if not token:
         raise PurgeError(f"cloudflare: environment variable {cf.token_env} is not set "
                          "(an API token with the Zone.Cache Purge permission; see deploy.cloudflare.token_env)")
+    remember(token)
     return token
 
 
@@ -80,16 +83,16 @@ def post(cf, token: str, body: dict) -> None:
             if (exc.code == 429 or exc.code >= 500) and attempt < RETRIES:
                 time.sleep(retry_wait(exc, attempt))
                 continue
-            raise PurgeError(f"cloudflare: purge failed: {error_text(exc.code, exc.read())}") from None
+            raise PurgeError(redact(f"cloudflare: purge failed: {error_text(exc.code, exc.read())}", [token])) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise PurgeError(f"cloudflare: purge failed: cannot reach {cf.api_url}: {reason}") from None
+            raise PurgeError(redact(f"cloudflare: purge failed: cannot reach {cf.api_url}: {reason}", [token])) from None
         try:
             ok = json.loads(answer.decode("utf-8")).get("success") is True
         except (ValueError, UnicodeDecodeError, AttributeError):
             ok = False
         if not ok:
-            raise PurgeError(f"cloudflare: purge failed: {error_text(status, answer)}")
+            raise PurgeError(redact(f"cloudflare: purge failed: {error_text(status, answer)}", [token]))
         return
 
 

@@ -8,10 +8,12 @@ standard chain, and an rsync daemon password from rsync's own RSYNC_PASSWORD.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bakery.errors import ConfigError
 from bakery.tables import Table
 
 TARGETS = ("s3", "rsync")
@@ -51,8 +53,10 @@ DEFAULT_CONTENT_TYPES = {
     ".xml": "application/xml",
 }
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+# Matched with fullmatch, never match + "$" ("$" also matches before a final newline).
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+DEFAULT_MAX_DELETES = 1000  # S3 and rsync alike: a wrong destination cannot wipe a large mirror
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class S3Config:
     concurrency: int
     multipart_threshold: int  # bytes
     multipart_chunk: int  # bytes
+    delete: bool  # delete remote keys public/ no longer has (the --delete/--no-delete flag overrides)
     max_deletes: int
     trust_state: bool  # plan from the last complete deploy's state file, without a listing
     exclude: tuple[str, ...]
@@ -87,8 +92,9 @@ class CloudflareConfig:
 @dataclass(frozen=True)
 class RsyncTarget:
     name: str
-    destination: str
+    destination: str  # as rsync gets it: a local destination is absolute (resolved against the root)
     delete: bool
+    max_deletes: int
     extra_trees: dict[str, Path]  # subfolder at the destination → local folder
     extra_args: tuple[str, ...]
     timeout_seconds: int
@@ -145,7 +151,7 @@ def parse_s3(t: Table) -> S3Config | None:
     if not t.data:
         return None
     bucket = t.str("bucket", allow_empty=False)
-    if not BUCKET_RE.match(bucket):
+    if not BUCKET_RE.fullmatch(bucket):
         raise t.error("bucket", f"not a valid bucket name: {bucket!r} (3-63 lowercase letters, digits, '.', '-')")
     content_types = ordered_map(t, "content_types", DEFAULT_CONTENT_TYPES)
     for ext in content_types:
@@ -159,7 +165,8 @@ def parse_s3(t: Table) -> S3Config | None:
         concurrency=t.int("concurrency", 16, min=1, max=256),
         multipart_threshold=t.int("multipart_threshold_mb", 64, min=5, max=5 * 1024) * MB,
         multipart_chunk=t.int("multipart_chunk_mb", 16, min=5, max=5 * 1024) * MB,
-        max_deletes=t.int("max_deletes", 1000, min=0),
+        delete=t.bool("delete", False),
+        max_deletes=t.int("max_deletes", DEFAULT_MAX_DELETES, min=0),
         trust_state=t.bool("trust_state", False),
         exclude=t.str_list("exclude", []),
         upload_last=t.str_list("upload_last", ["index.html"]),
@@ -174,8 +181,10 @@ def parse_cloudflare(t: Table) -> CloudflareConfig | None:
     if not t.data:
         return None
     token_env = t.str("token_env", "CLOUDFLARE_API_TOKEN", allow_empty=False)
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
-        raise t.error("token_env", f"must be an environment variable name, got {token_env!r}")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        # Not echoed: what lands here by mistake is usually the token itself.
+        raise t.error("token_env", "must be the NAME of an environment variable (letters, digits, '_'), "
+                                   "not the token itself: export the token and name its variable here")
     cfg = CloudflareConfig(
         zone_id=t.str("zone_id", allow_empty=False).strip(),
         token_env=token_env,
@@ -193,7 +202,7 @@ def parse_cloudflare(t: Table) -> CloudflareConfig | None:
 def parse_extra_trees(t: Table) -> dict[str, Path]:
     trees = {}
     for sub, local in t.str_map("extra_trees", {}).items():
-        if not all(NAME_RE.match(part) for part in sub.strip("/").split("/")):
+        if not all(NAME_RE.fullmatch(part) for part in sub.strip("/").split("/")):
             raise t.error("extra_trees", f"destination subfolder {sub!r} must be a plain relative path")
         path = Path(local).expanduser()
         trees[sub.strip("/")] = path if path.is_absolute() else t.root / path
@@ -202,12 +211,14 @@ def parse_extra_trees(t: Table) -> dict[str, Path]:
 
 def parse_rsync_target(t: Table) -> RsyncTarget:
     name = t.str("name", allow_empty=False)
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise t.error("name", f"use letters, digits, '.', '_', '-' only, got {name!r}")
+    delete = t.bool("delete", False)
     target = RsyncTarget(
         name=name,
-        destination=t.str("destination", allow_empty=False).strip(),
-        delete=t.bool("delete", False),
+        destination=parse_destination(t, delete),
+        delete=delete,
+        max_deletes=t.int("max_deletes", DEFAULT_MAX_DELETES, min=0),
         extra_trees=parse_extra_trees(t),
         extra_args=t.str_list("extra_args", []),
         timeout_seconds=t.int("timeout_seconds", 300, min=0),
@@ -218,15 +229,12 @@ def parse_rsync_target(t: Table) -> RsyncTarget:
 
 def parse_mirror(t: Table) -> MirrorConfig:
     module = t.str("module", "waifus", allow_empty=False)
-    if not NAME_RE.match(module):
+    if not NAME_RE.fullmatch(module):
         raise t.error("module", f"use letters, digits, '.', '_', '-' only, got {module!r}")
     public_url = t.str("public_url", "").strip()
     if public_url and not public_url.startswith("rsync://"):
         raise t.error("public_url", f"must start with rsync://, got {public_url!r}")
     path = t.str("path", "").strip()
-    for key in ("comment", "uid", "gid"):
-        if "\n" in str(t.data.get(key, "")):
-            raise t.error(key, "must be a single line")
     cfg = MirrorConfig(
         module=module,
         path=Path(path) if path else None,
@@ -247,13 +255,14 @@ def parse_mirror(t: Table) -> MirrorConfig:
 def parse_archive(t: Table) -> ArchiveConfig:
     dirs = t.str_list("build_dirs", ["raw", "upscaled", "compress", "text"])
     for d in dirs:
-        if not NAME_RE.match(d):
+        if not NAME_RE.fullmatch(d):
             raise t.error("build_dirs", f"entries are folder names directly under build/, got {d!r}")
     t.finish()
     return ArchiveConfig(build_dirs=dirs)
 
 
 def parse_deploy(t: Table) -> DeployConfig:
+    refuse_control_characters(t, t.data)
     targets = t.str_list("targets", [])
     for target in targets:
         if target not in TARGETS:
@@ -277,3 +286,100 @@ def parse_deploy(t: Table) -> DeployConfig:
         raise t.error("targets", "names 'rsync' but there is no [[deploy.rsync]] target")
     t.finish()
     return cfg
+
+
+# ---------------------------------------------------------------- values that reach rsyncd.conf or argv
+
+def control_character(value: str) -> str | None:
+    """The first control character (C0, DEL, C1, line/paragraph separator) in value, or None."""
+    for ch in value:
+        if unicodedata.category(ch) == "Cc" or ch in "\u2028\u2029":
+            return ch
+    return None
+
+
+def single_line(where: str, value: str) -> str:
+    """value, or a ConfigError naming `where`: a newline would add whole lines to rsyncd.conf,
+    and no destination, path, header or option needs a control character."""
+    ch = control_character(value)
+    if ch is not None:
+        raise ConfigError(f"{where}: contains the control character U+{ord(ch):04X}: "
+                          "values written into rsyncd.conf, headers or command lines must be plain text")
+    return value
+
+
+def refuse_control_characters(t: Table, value, key: str = "") -> None:
+    """Every string (and table key) anywhere under [deploy], checked before any is used."""
+    if isinstance(value, str):
+        single_line(f"{t.source}: {t.key(key)}", value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else str(k)
+            if control_character(str(k)) is not None:
+                single_line(f"{t.source}: {t.key(key or '(key)')}", str(k))
+            refuse_control_characters(t, v, sub)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            refuse_control_characters(t, v, f"{key}[{i}]")
+
+
+# ---------------------------------------------------------------- rsync destinations
+
+@dataclass(frozen=True)
+class Destination:
+    host: str | None  # None: a local folder
+    path: str  # the local path, the remote path, or the daemon module path
+    daemon: bool  # host::module or rsync://host/module
+
+
+def split_destination(dest: str) -> Destination:
+    """How rsync itself reads a destination: rsync:// URL, host::module, [user@]host:path or local."""
+    if dest.lower().startswith("rsync://"):
+        parts = urlsplit(dest)
+        return Destination(parts.netloc.rpartition("@")[2].split(":")[0], parts.path, True)
+    colon, slash = dest.find(":"), dest.find("/")
+    if colon >= 0 and (slash < 0 or colon < slash):
+        host = dest[:colon].rpartition("@")[2]
+        if dest[colon:colon + 2] == "::":
+            return Destination(host, dest[colon + 2:], True)
+        return Destination(host, dest[colon + 1:], False)
+    return Destination(None, dest, False)
+
+
+def parse_destination(t: Table, delete: bool) -> str:
+    raw = t.str("destination", allow_empty=False).strip()
+    if raw.startswith("-"):
+        raise t.error("destination", f"must not begin with '-' (rsync would read it as an option): {raw!r}")
+    dest = split_destination(raw)
+    if dest.host is not None and (not dest.host or dest.host.startswith("-")):
+        raise t.error("destination", f"the host part must not be empty or begin with '-' "
+                                     f"(ssh would read it as an option): {raw!r}")
+    if dest.host is None:  # local: relative to the project root, like every path in site.toml
+        local = Path(raw).expanduser()
+        raw = str(local if local.is_absolute() else t.root / local) + ("/" if raw.endswith("/") else "")
+    problem = delete_target_problem(raw, t.root, ()) if delete else None
+    if problem:
+        raise t.error("destination", f"with delete = true: {problem}")
+    return raw
+
+
+def delete_target_problem(destination: str, root: Path, own_folders) -> str | None:
+    """Why deleting everything public/ lacks inside `destination` would destroy something, or None.
+
+    own_folders: (name, path) pairs of the project's folders (known once the site is parsed).
+    """
+    dest = split_destination(destination)
+    if dest.host is not None:
+        if not dest.daemon and dest.path.strip().rstrip("/") in ("", ".", "~"):
+            return f"refusing to delete into the remote root, home or '.' folder: {destination!r}"
+        return None
+    where = Path(dest.path).resolve()
+    if where == Path(where.anchor):
+        return f"refusing to delete into the file system root {where}"
+    if where == root.resolve() or where in root.resolve().parents:
+        return f"refusing to delete into {where}: it holds this project ({root})"
+    for name, folder in own_folders:
+        folder = Path(folder).resolve()
+        if where == folder or folder in where.parents:
+            return f"refusing to delete into {where}: it is this project's {name} folder"
+    return None

@@ -1,11 +1,19 @@
 """`bakery deploy rsync` (push public/ to mirrors) and `bakery mirror-config` (serve one).
 
-Each target gets `rsync --recursive --times --partial --delay-updates`: quick-checks by size
-and mtime, resumes a broken transfer, and moves files into place only at the end, so a
-mirror never serves half a file. Deleting is opt-in per target (`delete = true`) and runs
-after the transfer (--delete-delay). Extra trees (e.g. older generations kept elsewhere) go
-to subfolders of the same destination and are protected from the main tree's --delete.
-A failed mirror is reported and the others still run; the command fails at the end.
+Each tree (public/, then each extra tree into its subfolder) goes up in passes, all with
+`rsync --recursive --times --partial-dir=.rsync-partial --delay-updates`: quick-checks by
+size and mtime, resumes a broken transfer from the partial-dir, and moves files into place
+only at the end of a pass, so a mirror never serves half a file.
+  0. with deleting on: a dry run counts the deletions; more than max_deletes stops the
+     target before anything changes (the same rule as the S3 deploy);
+  1. everything except the entry pages (*.html);
+  2. the whole tree again, which now sends only the entry pages, plus the deletions
+     (--delete-delay): a new index.html goes live only after every file it references;
+  3. a clean-up that deletes nothing but leftovers of killed pushes: the partial-dir and
+     rsync's own temp files (.NAME.XXXXXX), which the mirror would otherwise serve.
+Deleting follows one rule for every target: --delete/--no-delete when given, else the
+target's `delete` key. A failed mirror is reported and the others still run; the command
+fails at the end.
 """
 
 from __future__ import annotations
@@ -21,10 +29,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bakery.deploy.config import NAME_RE, single_line
+from bakery.deploy.preflight import check_before_deploy
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import write_bytes_atomic, write_text_atomic
+from bakery.redact import redact
 
 log = logging.getLogger("bakery.deploy")
+
+PARTIAL_DIR = ".rsync-partial"
+TEMP_FILES = ".*.??????"  # rsync's in-flight copies, .NAME.XXXXXX beside the file
+ENTRY_PAGES = "*.html"  # pushed last: they reference everything else
+NEVER_SENT = (".tmp-*", ".archiving-*")  # leftovers of interrupted writes/archives
+# Served by nobody: a killed push's leftovers until the next push cleans them.
+NEVER_SERVED = NEVER_SENT + (f"{PARTIAL_DIR}/", ".~tmp~/", TEMP_FILES)
 
 # rsync(1) EXIT VALUES, for a report a human can act on.
 EXIT_MEANINGS = {
@@ -39,6 +57,8 @@ STAT_PATTERNS = {
     "bytes": re.compile(r"Total transferred file size:\s*([\d,.]+)"),
     "deleted": re.compile(r"Number of deleted files:\s*([\d,.]+)"),
 }
+# --itemize-changes: 11 flag characters and a space, or "*deleting" padded to the same width.
+ITEM_RE = re.compile(r"(?P<flags>[<>ch.][fdLDS][^ ]{9}|\*deleting  ) (?P<name>.+)")
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,10 @@ class PushResult:
     deleted: int = 0
     seconds: float = 0.0
     error: str = ""
+
+
+class PushFailed(Exception):
+    pass
 
 
 def rsync_binary() -> str:
@@ -64,22 +88,37 @@ def join_destination(destination: str, sub: str = "") -> str:
     return f"{base}/{sub}/" if sub else f"{base}/"
 
 
-def rsync_command(target, source: Path, destination: str, *, dry_run: bool, max_deletes: int | None,
-                  protect: tuple[str, ...] = ()) -> list[str]:
-    cmd = [rsync_binary(), "--recursive", "--times", "--partial", "--delay-updates", "--stats",
-           "--exclude=.tmp-*", "--exclude=.archiving-*"]  # leftovers of interrupted writes/archives
+def common_options(target) -> list[str]:
+    cmd = [rsync_binary(), "--recursive"]
     if target.timeout_seconds:
         cmd.append(f"--timeout={target.timeout_seconds}")
-    if target.delete:
+    return cmd + list(target.extra_args)
+
+
+def transfer_command(target, source: Path, destination: str, *, delete: bool, max_deletes: int,
+                     protect: tuple[str, ...] = (), entry_pages_too: bool = True,
+                     dry_run: bool = False) -> list[str]:
+    cmd = common_options(target) + ["--times", f"--partial-dir={PARTIAL_DIR}", "--delay-updates", "--stats"]
+    cmd += [f"--exclude={p}" for p in NEVER_SENT]
+    if not entry_pages_too:
+        cmd.append(f"--exclude={ENTRY_PAGES}")
+    if delete:
         cmd.append("--delete-delay")
         cmd += [f"--filter=P /{sub}/" for sub in protect]
-        if max_deletes is not None:
-            cmd.append(f"--max-delete={max_deletes}")
     if dry_run:
-        cmd += ["--dry-run", "--itemize-changes"]
-    cmd += list(target.extra_args)
-    cmd += [f"{source}/", destination]
-    return cmd
+        cmd += ["--dry-run", "--itemize-changes"]  # lists every deletion: they are counted, not capped
+    elif delete:
+        cmd.append(f"--max-delete={max_deletes}")  # a second guard behind the counted dry run
+    return cmd + ["--", f"{source}/", destination]  # "--": nothing after it is an option
+
+
+def cleanup_command(target, source: Path, destination: str) -> list[str]:
+    """Transfers nothing (--existing --ignore-existing) and deletes only what the filters leave
+    unprotected: partial-dirs and rsync temp files."""
+    return common_options(target) + [
+        "--existing", "--ignore-existing", "--delete",
+        f"--filter=R {PARTIAL_DIR}/***", f"--filter=R {TEMP_FILES}", "--filter=P *",
+        "--", f"{source}/", destination]
 
 
 def parse_stats(output: str) -> dict[str, int]:
@@ -90,49 +129,83 @@ def parse_stats(output: str) -> dict[str, int]:
     return stats
 
 
+def planned_changes(output: str, sub: str = "") -> list[str]:
+    """`upload: REL` / `delete: REL` lines from a dry run's itemized output, like `aws s3 sync --dryrun`."""
+    lines = []
+    for line in output.splitlines():
+        m = ITEM_RE.fullmatch(line)
+        if not m or m.group("name").endswith("/"):
+            continue  # folders, and --stats
+        rel = f"{sub}/{m.group('name')}" if sub else m.group("name")
+        if m.group("flags").startswith("*"):
+            lines.append(f"delete: {rel}")
+        elif m.group("flags")[1] == "f" and m.group("flags")[0] in "<>":
+            lines.append(f"upload: {rel}")
+    return lines
+
+
 def failure_text(code: int, stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     detail = next((line for line in lines if not line.startswith("rsync error:")), lines[-1] if lines else "")
-    return f"exit {code} ({EXIT_MEANINGS.get(code, 'rsync error')}){': ' + detail if detail else ''}"
+    return redact(f"exit {code} ({EXIT_MEANINGS.get(code, 'rsync error')}){': ' + detail if detail else ''}")
 
 
-def run_rsync(cmd: list[str], dry_run: bool) -> tuple[int, str, str]:
-    log.debug("rsync: %s", " ".join(cmd))
+def run_rsync(cmd: list[str], what: str) -> str:
+    """rsync's stdout; PushFailed naming the pass when it fails."""
+    log.debug("rsync: %s", redact(" ".join(cmd)))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
-    if dry_run:
-        changes = proc.stdout.split("\nNumber of files:", 1)[0].strip()  # the itemized list, not --stats
-        if changes:
-            print(changes)
-    return proc.returncode, proc.stdout, proc.stderr
+    if proc.returncode != 0:
+        raise PushFailed(f"{failure_text(proc.returncode, proc.stderr)} ({what})")
+    return proc.stdout
 
 
-def push_target(target, public: Path, dry_run: bool, max_deletes: int | None) -> PushResult:
+def push_tree(target, local: Path, sub: str, *, delete: bool, max_deletes: int,
+              protect: tuple[str, ...], dry_run: bool) -> dict[str, int]:
+    """One tree, in the passes described at the top; returns transferred files, bytes, deletions."""
+    destination = join_destination(target.destination, sub)
+    where = f" (extra tree {sub!r})" if sub else ""
+
+    def command(**kw):
+        return transfer_command(target, local, destination, delete=delete, max_deletes=max_deletes,
+                                protect=protect, **kw)
+
+    if dry_run or delete:
+        out = run_rsync(command(dry_run=True), f"dry run{where}")
+        changes = planned_changes(out, sub)
+        deletions = sum(line.startswith("delete: ") for line in changes)
+        if dry_run:
+            for line in changes:
+                print(line)
+        if delete and deletions > max_deletes:
+            raise PushFailed(f"{deletions} files would be deleted{where}, more than --max-deletes "
+                             f"{max_deletes}: nothing was changed (raise the cap, or check the destination)")
+        if dry_run:
+            stats = parse_stats(out)
+            return {"files": stats["files"], "bytes": stats["bytes"], "deleted": deletions}
+    totals = {"files": 0, "bytes": 0, "deleted": 0}
+    for what, cmd in ((f"pass 1, all but {ENTRY_PAGES}", command(entry_pages_too=False)),
+                      (f"pass 2, {ENTRY_PAGES}{' and deletions' if delete else ''}", command())):
+        for name, value in parse_stats(run_rsync(cmd, what + where)).items():
+            totals[name] += value
+    run_rsync(cleanup_command(target, local, destination), f"clean-up of {PARTIAL_DIR} and temp files{where}")
+    return totals
+
+
+def push_target(target, public: Path, dry_run: bool, delete: bool, max_deletes: int) -> PushResult:
     """public/ first, then each extra tree into its subfolder; stops at the first failure."""
     t0 = time.monotonic()
     trees = [(public, "")] + [(local, sub) for sub, local in sorted(target.extra_trees.items())]
     totals = {"files": 0, "bytes": 0, "deleted": 0}
     for local, sub in trees:
         protect = tuple(sorted(target.extra_trees)) if not sub else ()
-        cmd = rsync_command(target, local, join_destination(target.destination, sub), dry_run=dry_run,
-                            max_deletes=max_deletes, protect=protect)
-        code, out, err = run_rsync(cmd, dry_run)
-        if code != 0:
-            where = f" (extra tree {sub!r})" if sub else ""
-            return PushResult(target.name, False, seconds=time.monotonic() - t0,
-                              error=f"{failure_text(code, err)}{where}")
-        for name, value in parse_stats(out).items():
+        try:
+            done = push_tree(target, local, sub, delete=delete, max_deletes=max_deletes,
+                             protect=protect, dry_run=dry_run)
+        except PushFailed as exc:
+            return PushResult(target.name, False, seconds=time.monotonic() - t0, error=str(exc))
+        for name, value in done.items():
             totals[name] += value
     return PushResult(target.name, True, seconds=time.monotonic() - t0, **totals)
-
-
-def check_trees(config) -> None:
-    public = config.public_dir
-    if not (public / "index.html").is_file():
-        raise BakeryError(f"{public / 'index.html'}: not found: run `bakery site` (or `make bake`) before deploying")
-    for i, target in enumerate(config.deploy.rsync):
-        for sub, local in target.extra_trees.items():
-            if not local.is_dir():
-                raise BakeryError(f"{config.source}: deploy.rsync[{i}].extra_trees.{sub}: folder not found: {local}")
 
 
 def human(n: float) -> str:
@@ -143,22 +216,31 @@ def human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None) -> list[PushResult]:
+def effective_delete(target, delete: bool | None, max_deletes: int | None) -> tuple[bool, int]:
+    """The one rule for every target: a flag given on the command line wins over the config key."""
+    return (target.delete if delete is None else delete,
+            target.max_deletes if max_deletes is None else max_deletes)
+
+
+def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
+                 delete: bool | None = None, allow_empty: bool = False) -> list[PushResult]:
     targets = config.deploy.rsync
     if not targets:
         raise BakeryError(f"{config.source}: deploy.rsync: no [[deploy.rsync]] target configured")
-    check_trees(config)
-    rsync_binary()
+    check_before_deploy(config, ["rsync"], dry_run=dry_run, allow_empty=allow_empty, delete=delete)
     results = []
     for target in targets:
-        result = push_target(target, config.public_dir, dry_run, max_deletes)
+        deleting, cap = effective_delete(target, delete, max_deletes)
+        if dry_run:
+            print(f"rsync {target.name} → {redact(target.destination)} (dry run: nothing changes)")
+        result = push_target(target, config.public_dir, dry_run, deleting, cap)
         results.append(result)
         if result.ok:
-            log.info("rsync %s: %d files (%s) %s, %d deleted, %.1f s → %s", target.name, result.files,
+            log.info("rsync %s: %d files (%s) %s, %d %s, %.1f s → %s", target.name, result.files,
                      human(result.bytes), "would be sent" if dry_run else "sent", result.deleted,
-                     result.seconds, target.destination)
+                     "would be deleted" if dry_run else "deleted", result.seconds, redact(target.destination))
         else:
-            log.error("rsync %s: FAILED, %s → %s", target.name, result.error, target.destination)
+            log.error("rsync %s: FAILED, %s → %s", target.name, result.error, redact(target.destination))
     failed = [r for r in results if not r.ok]
     if failed:
         raise StageFailures(f"rsync: {len(failed)} of {len(results)} mirror(s) failed: "
@@ -167,7 +249,8 @@ def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None) 
 
 
 def run_deploy_rsync(config, args) -> None:
-    deploy_rsync(config, dry_run=args.dry_run, max_deletes=args.max_deletes)
+    deploy_rsync(config, dry_run=args.dry_run, max_deletes=args.max_deletes, delete=getattr(args, "delete", None),
+                 allow_empty=getattr(args, "allow_empty", False))
 
 
 # ---------------------------------------------------------------- serving a mirror
@@ -176,6 +259,12 @@ def module_text(config, module: str) -> str:
     m = config.deploy.mirror
     path = m.path or config.public_dir
     url = m.public_url or f"rsync://HOST/{module}/"
+    for key, value in (("deploy.mirror.path" if m.path else "site.public_dir", str(path)),
+                       ("deploy.mirror.module / --module", module), ("deploy.mirror.comment", m.comment),
+                       ("deploy.mirror.public_url", url), ("deploy.mirror.uid", m.uid),
+                       ("deploy.mirror.gid", m.gid), ("config file name", str(config.source)),
+                       *(("deploy.mirror.hosts_allow", h) for h in m.hosts_allow)):
+        single_line(f"{config.source}: {key}", value)  # a newline would write whole config lines
     lines = [
         f"# rsync module written by `bakery mirror-config` from {config.source}.",
         "# Append it to /etc/rsyncd.conf (or &include the folder holding it), then restart the",
@@ -192,7 +281,7 @@ def module_text(config, module: str) -> str:
         f"    gid = {m.gid}",
         f"    max connections = {m.max_connections}",
         "    timeout = 600",
-        "    exclude = .tmp-* .archiving-*",
+        f"    exclude = {' '.join(NEVER_SERVED)}",
         "    dont compress = *.jpg *.jpeg *.png *.webp *.gz *.mp4",
         "    transfer logging = no",
     ]
@@ -232,7 +321,7 @@ def write_snippets_tarball(public: Path) -> tuple[Path, int, bool]:
 
 def run_mirror_config(config, args) -> None:
     module = args.module or config.deploy.mirror.module
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", module):
+    if not NAME_RE.fullmatch(module):
         raise BakeryError(f"--module: use letters, digits, '.', '_', '-' only, got {module!r}")
     out = args.out or config.build_dir / "rsyncd.conf"
     write_text_atomic(out, module_text(config, module))

@@ -29,6 +29,7 @@ from bakery.deploy.s3plan import Action, Plan, file_digests, make_plan, part_siz
 from bakery.deploy.s3state import Entry, State, load_state, save_state, state_path, target_id
 from bakery.errors import BakeryError, StageFailures
 from bakery.progress import progress
+from bakery.redact import redact, remember
 
 log = logging.getLogger("bakery.deploy")
 
@@ -43,20 +44,37 @@ FATAL_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "N
 
 # ---------------------------------------------------------------- client and errors
 
-def make_client(s3cfg):
-    """A boto3 S3 client from the standard credential chain; fails early without credentials."""
+def aws_session(s3cfg):
+    """A boto3 session whose credentials were found; BakeryError (one line) when there are none.
+
+    The secret key and session token it found are registered for redaction (the access key
+    ID is an identifier, shown by AWS itself in error messages, so it is left readable).
+    """
     import boto3
     import botocore.session
-    from botocore.config import Config
 
     session = botocore.session.get_session()
     # Keep LastModified as the raw string: parsing 100k timestamps with dateutil is the
     # slowest part of a listing on the client side, and the sync never looks at them.
     session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
     boto = boto3.Session(botocore_session=session, region_name=s3cfg.region)
-    if boto.get_credentials() is None:
+    try:
+        credentials = boto.get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    except Exception as exc:  # a broken profile or SSO cache: botocore raises many kinds
+        raise BakeryError(f"s3: cannot read AWS credentials: {redact(describe_error(exc)[1])}") from None
+    if frozen is None or not frozen.access_key or not frozen.secret_key:
         raise BakeryError("s3: no AWS credentials found by boto3's standard chain (set AWS_ACCESS_KEY_ID "
                           "and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or use an instance role)")
+    remember(frozen.secret_key, frozen.token)
+    return boto
+
+
+def make_client(s3cfg):
+    """A boto3 S3 client from the standard credential chain; fails early without credentials."""
+    from botocore.config import Config
+
+    boto = aws_session(s3cfg)
     config = Config(max_pool_connections=s3cfg.concurrency + 8,
                     retries={"max_attempts": 5, "mode": "standard"},
                     request_checksum_calculation="when_required",
@@ -66,15 +84,16 @@ def make_client(s3cfg):
 
 
 def describe_error(exc: Exception) -> tuple[str, str]:
-    """(error code, one-line message) for a botocore exception; never includes credentials."""
+    """(error code, one-line message) for a botocore exception, redacted: a connection error
+    quotes the endpoint URL (with any user:password@), a server may echo what it was sent."""
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "error"))
         message = err.get("Message") or exc.__class__.__name__
-        return code, f"{code}: {message}"
-    return exc.__class__.__name__, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        return code, redact(f"{code}: {message}")
+    return exc.__class__.__name__, redact(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
 
 
 def where(s3cfg, key: str = "") -> str:
@@ -329,7 +348,7 @@ class Runner:
             failed = {e["Key"]: f"{e.get('Code')}: {e.get('Message')}" for e in resp.get("Errors", [])}
             for k in batch:
                 if k in failed:
-                    self.outcome.failures.append(f"{where(self.s3cfg, k)}: delete failed: {failed[k]}")
+                    self.outcome.failures.append(redact(f"{where(self.s3cfg, k)}: delete failed: {failed[k]}"))
                 else:
                     self.state.pop(k, None)
                     self.dirty = True
@@ -382,22 +401,53 @@ def summary(outcome: Outcome, plan: Plan, seconds: float) -> str:
             f"{plan.count('same')} unchanged, in {seconds:.1f} s")
 
 
-def deploy_s3(config, dry_run: bool = False, delete: bool = False, max_deletes: int | None = None,
+def planned_changes(plan: Plan, s3cfg, delete: bool) -> list[str]:
+    """One line per file the deploy would change, like `aws s3 sync --dryrun` (paths below public/)."""
+    root = key_maker(s3cfg.prefix)("")
+    lines = [f"copy: {a.source[len(root):]} to {a.rel}" for a in plan.actions["copy"]]
+    lines += [f"copy: {a.rel} (new headers)" for a in plan.actions["headers"]]
+    lines += [f"upload: {a.rel}" for kind in ("new", "changed") for a in plan.actions[kind]]
+    if delete:
+        lines += [f"delete: {a.rel}" for a in plan.actions["delete"]]
+    return lines
+
+
+def overwritten_by(plan: Plan, delete: bool) -> list[str]:
+    """Paths whose cached copies the plan makes stale (new keys were never cached)."""
+    kinds = ("changed", "headers") + (("delete",) if delete else ())
+    return [a.rel for kind in kinds for a in plan.actions[kind]]
+
+
+def owe_cdn_purge(config, plan: Plan, delete: bool) -> None:
+    cf = config.deploy.cloudflare
+    if cf is not None and cf.purge != "none" and overwritten_by(plan, delete):
+        from bakery.deploy.purgequeue import owe_purge
+
+        owe_purge(config.build_dir, cf.zone_id, overwritten_by(plan, delete))
+
+
+def deploy_s3(config, dry_run: bool = False, delete: bool | None = None, max_deletes: int | None = None,
               quiet: bool = False, trust_state: bool = False) -> tuple[Plan, Outcome | None]:
+    """delete/max_deletes: None takes deploy.s3.delete/max_deletes (the flag wins when given)."""
     s3cfg = config.deploy.s3
     if s3cfg is None:
         raise BakeryError(f"{config.source}: deploy.s3: no [deploy.s3] section: nothing to deploy to")
+    delete = s3cfg.delete if delete is None else delete
     t0 = time.monotonic()
     client = make_client(s3cfg)
     path = state_path(config.build_dir)
     state = load_state(path, target_id(s3cfg.endpoint_url, s3cfg.bucket, s3cfg.prefix))
     plan, _ = plan_deploy(config, client, state, quiet, trust_state or s3cfg.trust_state)
     resolve_verifications(client, s3cfg, plan, quiet)
+    if dry_run:
+        for line in planned_changes(plan, s3cfg, delete):
+            print(line)
     check_deletes(plan, s3cfg, delete, max_deletes)
     if dry_run:
         print(format_plan(plan, s3cfg, dry_run=True, delete=delete))
         return plan, None
     log.info("%s", format_plan(plan, s3cfg, dry_run=False, delete=delete))
+    owe_cdn_purge(config, plan, delete)  # on disk before the first overwrite
     runner = Runner(config, client, state, quiet)
     try:
         outcome = runner.execute(plan, delete)
@@ -406,7 +456,8 @@ def deploy_s3(config, dry_run: bool = False, delete: bool = False, max_deletes: 
         raise
     log.info("%s", summary(outcome, plan, time.monotonic() - t0))
     if outcome.failures:
-        failure = StageFailures(f"s3: {len(outcome.failures)} operation(s) failed; first: {outcome.failures[0]}")
+        failure = StageFailures(redact(f"s3: {len(outcome.failures)} operation(s) failed; "
+                                       f"first: {outcome.failures[0]}"))
         failure.outcome = outcome  # what did change still needs its CDN purge
         raise failure
     return plan, outcome
@@ -415,21 +466,45 @@ def deploy_s3(config, dry_run: bool = False, delete: bool = False, max_deletes: 
 def run_deploy_s3(config, args) -> None:
     everything = getattr(args, "purge_everything", False)
     try:
-        plan, outcome = deploy_s3(config, dry_run=args.dry_run, delete=args.delete,
+        plan, outcome = deploy_s3(config, dry_run=args.dry_run, delete=getattr(args, "delete", None),
                                   max_deletes=args.max_deletes, quiet=args.quiet,
                                   trust_state=getattr(args, "trust_state", False))
-    except StageFailures as failure:
-        # Objects overwritten before the failure will look unchanged on the rerun: purge them now.
-        if getattr(failure, "outcome", None) and failure.outcome.purge and config.deploy.cloudflare:
-            purge(config, failure.outcome, everything=False)
+    except StageFailures:
+        # Objects overwritten before the failure will look unchanged on the rerun: purge them now
+        # (what stays owed remains in the queue on disk for the next deploy).
+        if config.deploy.cloudflare is not None:
+            purge(config, everything=False)
         raise
     if outcome is not None:
-        purge(config, outcome, everything)
+        purge(config, everything)
+    elif config.deploy.cloudflare is not None:
+        show_pending_purge(config, everything)
 
 
-def purge(config, outcome: Outcome, everything: bool) -> None:
-    if config.deploy.cloudflare is None and not everything:
-        return
+def purge(config, everything: bool) -> None:
+    """Everything the queue on disk owes (this deploy's changes and earlier failed purges)."""
     from bakery.deploy.cloudflare import purge_after_deploy
+    from bakery.deploy.purgequeue import owe_purge, purge_done
 
-    purge_after_deploy(config, outcome.purge, everything=everything)
+    cf = config.deploy.cloudflare
+    if cf is None:
+        if everything:
+            purge_after_deploy(config, [], everything=True)  # the one-line error: no section
+        return
+    pending = owe_purge(config.build_dir, cf.zone_id, [], everything)
+    if not pending:
+        log.info("cloudflare: nothing to purge")
+        return
+    purge_after_deploy(config, pending.rels, everything=pending.everything)
+    purge_done(config.build_dir)
+
+
+def show_pending_purge(config, everything: bool) -> None:
+    """--dry-run: the purges an earlier deploy still owes, which the real deploy would send."""
+    from bakery.deploy.purgequeue import load_pending
+
+    pending = load_pending(config.build_dir, config.deploy.cloudflare.zone_id)
+    if everything or pending.everything:
+        print("purge: everything")
+    for rel in pending.rels:
+        print(f"purge: {rel} (owed by an earlier deploy)")
