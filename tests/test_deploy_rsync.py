@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
 import subprocess
 import tarfile
-import time
 
 import pytest
 
@@ -15,41 +12,8 @@ from bakery.cli import main
 from bakery.config import load_config
 from bakery.deploy.rsync import deploy_rsync, write_snippets_tarball
 from bakery.errors import ConfigError, StageFailures
-from debian import ensure_command
-from deploy_support import fill_public, free_port, tree_bytes, write_project
-
-
-def ensure_rsync() -> None:
-    """Debian's rsync; installed here when missing and we may (root + apt-get)."""
-    if not ensure_command("rsync", "rsync"):
-        pytest.skip("rsync is not installed and cannot be installed here")
-
-
-@contextlib.contextmanager
-def rsync_daemon(folder, modules: str):
-    """rsync --daemon on 127.0.0.1:<free port> with the given module text; yields the port."""
-    ensure_rsync()
-    port = free_port()
-    conf = folder / "rsyncd.conf"
-    conf.write_text(f"pid file = {folder}/rsyncd.pid\nlog file = {folder}/rsyncd.log\n{modules}")
-    proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}", f"--port={port}",
-                             "--address=127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"rsync daemon did not start: {(folder / 'rsyncd.log').read_text() if (folder / 'rsyncd.log').exists() else ''}")
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def writable_module(name, path) -> str:
-    return f"[{name}]\n    path = {path}\n    read only = no\n    use chroot = no\n    uid = root\n    gid = root\n"
+from deploy_support import (ensure_rsync, fill_public, free_port, rsync_daemon, tree_bytes, writable_module,
+                            write_project)
 
 
 def rsync_targets(*targets: str) -> str:

@@ -26,6 +26,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from bakery.errors import BakeryError
+from bakery.redact import redact
 from bakery.text.backends import Request, finish_completion
 from bakery.text.config import OpenAIConfig, StageConfig
 
@@ -97,6 +98,10 @@ class OpenAIBackend:
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend({self.cfg.base_url!r}, endpoint={self.cfg.endpoint!r})"
 
+    def redact(self, message) -> str:
+        """Every error message: without the key (a server may echo it) or base_url's user:password@."""
+        return redact(message, [self._api_key])
+
     def identity(self) -> dict:
         return {"backend": "openai", "base_url": self.cfg.base_url, "endpoint": self.cfg.endpoint}
 
@@ -142,9 +147,9 @@ class OpenAIBackend:
             choice = answer["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
         except (KeyError, IndexError, TypeError):
-            raise BakeryError(f"text.openai: {self.url}: the answer has no choices[0] text or message") from None
+            raise BakeryError(self.redact(f"text.openai: {self.url}: the answer has no choices[0] text or message")) from None
         if not isinstance(text, str):
-            raise BakeryError(f"text.openai: {self.url}: the answer's text is not a string")
+            raise BakeryError(self.redact(f"text.openai: {self.url}: the answer's text is not a string"))
         return text
 
     def post_with_retries(self, body: dict) -> dict:
@@ -155,11 +160,11 @@ class OpenAIBackend:
                 return self.post_once(data)
             except RetryableError as exc:
                 if attempt == self.cfg.max_retries:
-                    raise BakeryError(f"text.openai: {self.url}: giving up after "
-                                      f"{attempt + 1} tries: {exc}") from None
+                    raise BakeryError(self.redact(f"text.openai: {self.url}: giving up after "
+                                                  f"{attempt + 1} tries: {exc}")) from None
                 delay = backoff_delay(attempt, self.cfg.backoff_s, self.cfg.max_backoff_s,
                                       exc.retry_after, self.rng)
-                log.debug("text.openai: %s; retry %d in %.2fs", exc, attempt + 1, delay)
+                log.debug("text.openai: %s; retry %d in %.2fs", self.redact(exc), attempt + 1, delay)
                 with self._count_lock:
                     self.retries += 1
                 self.sleep(delay)
@@ -176,18 +181,18 @@ class OpenAIBackend:
             with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            detail = server_message(exc).replace(self._api_key, "***") if self._api_key else server_message(exc)
+            detail = self.redact(server_message(exc))
             if exc.code in RETRY_STATUS or exc.code >= 500:
                 raise RetryableError(f"HTTP {exc.code}{detail}",
                                      parse_retry_after(exc.headers.get("Retry-After"))) from None
-            raise BakeryError(f"text.openai: {self.url}: HTTP {exc.code}{detail}") from None
+            raise BakeryError(self.redact(f"text.openai: {self.url}: HTTP {exc.code}{detail}")) from None
         except (TimeoutError, socket.timeout):
             raise RetryableError(f"no answer within {self.cfg.timeout_s:g}s") from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, (TimeoutError, socket.timeout)):
                 raise RetryableError(f"no answer within {self.cfg.timeout_s:g}s") from None
-            raise RetryableError(f"connection failed: {reason}") from None
+            raise RetryableError(self.redact(f"connection failed: {reason}")) from None
         try:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
