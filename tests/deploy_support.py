@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
 import socket
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,44 @@ def rsync_daemon(folder, modules: str):
 
 def writable_module(name, path) -> str:
     return f"[{name}]\n    path = {path}\n    read only = no\n    use chroot = no\n    uid = root\n    gid = root\n"
+
+
+class FakeCloudflare:
+    """Answers POST .../purge_cache with queued (status, body, headers) replies, default success."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.replies: list[tuple[int, dict, dict]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                                      "type": self.headers.get("Content-Type"), "json": json.loads(body)})
+                status, doc, headers = fake.replies.pop(0) if fake.replies else (
+                    200, {"success": True, "errors": [], "result": {"id": "x"}}, {})
+                data = json.dumps(doc).encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/client/v4"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def purged(self) -> list[str]:
+        return [u for r in self.requests for u in r["json"].get("files", [])]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -13,50 +10,9 @@ import pytest
 from bakery.cli import main
 from bakery.config import load_config
 from bakery.deploy.cloudflare import PurgeError, purge_after_deploy, urls_for
-from deploy_support import aws_env, fill_public, free_port, start_moto, write_project
+from deploy_support import FakeCloudflare, aws_env, fill_public, free_port, start_moto, write_project
 
 TOKEN = "cf-test-token-3f9a"
-
-
-class FakeCloudflare:
-    """Answers POST .../purge_cache with queued (status, body, headers) replies, default success."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.replies: list[tuple[int, dict, dict]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                      "type": self.headers.get("Content-Type"), "json": json.loads(body)})
-                status, doc, headers = fake.replies.pop(0) if fake.replies else (
-                    200, {"success": True, "errors": [], "result": {"id": "x"}}, {})
-                data = json.dumps(doc).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/client/v4"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def purged(self) -> list[str]:
-        return [u for r in self.requests for u in r["json"].get("files", [])]
 
 
 @pytest.fixture
