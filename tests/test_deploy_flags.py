@@ -10,7 +10,6 @@ import boto3
 import pytest
 
 from bakery.cli import main
-from bakery.deploy.purgequeue import queue_path
 from deploy_support import FakeCloudflare, aws_env, ensure_rsync, fill_public, start_moto, tree_bytes, write_project
 
 TOKEN = "cf-test-token-flags-77"
@@ -80,18 +79,18 @@ def test_a_failed_purge_is_kept_on_disk_and_retried_by_a_deploy_that_changes_not
     public = s3site["public"]
     fill_public(public, 3)
     toml = s3site["make"](cloudflare=cloudflare_toml(cf.url))
-    config_build = s3site["root"] / "build"
+    queue = s3site["root"] / "build" / "deploy" / "pending-purge.json"
     assert main(["-q", "-c", str(toml), "deploy"]) == 0
     (public / "snippet-1.txt").write_text("a rewritten story")
     cf.replies.append((403, {"success": False, "errors": [{"code": 10000, "message": "Authentication error"}]}, {}))
     assert main(["-q", "-c", str(toml), "deploy"]) == 1  # uploaded, but the purge failed
     assert s3site["remote"]()["snippet-1.txt"] == b"a rewritten story"
-    assert json.loads(queue_path(config_build).read_text())["rels"] == ["snippet-1.txt"]
+    assert json.loads(queue.read_text())["rels"] == ["snippet-1.txt"]
 
     cf.requests.clear()
     assert main(["-q", "-c", str(toml), "deploy"]) == 0  # nothing changed, but a purge is owed
     assert cf.purged == ["https://waifus.example.org/snippet-1.txt"]
-    assert not queue_path(config_build).exists()
+    assert not queue.exists()
     cf.requests.clear()
     assert main(["-q", "-c", str(toml), "deploy"]) == 0
     assert cf.requests == []  # paid off: nothing more to purge

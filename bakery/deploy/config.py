@@ -177,11 +177,17 @@ def parse_s3(t: Table) -> S3Config | None:
     return cfg
 
 
+def looks_like_a_token(name: str) -> bool:
+    """Variable names are short and upper-case by convention; API tokens are long mixed-case
+    letters and digits, and one pasted here must not be printed back in an error."""
+    return len(name) >= 24 and any(c.islower() for c in name) and sum(c.isdigit() for c in name) >= 4
+
+
 def parse_cloudflare(t: Table) -> CloudflareConfig | None:
     if not t.data:
         return None
     token_env = t.str("token_env", "CLOUDFLARE_API_TOKEN", allow_empty=False)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env) or looks_like_a_token(token_env):
         # Not echoed: what lands here by mistake is usually the token itself.
         raise t.error("token_env", "must be the NAME of an environment variable (letters, digits, '_'), "
                                    "not the token itself: export the token and name its variable here")

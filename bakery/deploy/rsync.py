@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ from bakery.deploy.config import NAME_RE, single_line
 from bakery.deploy.preflight import check_before_deploy
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import write_bytes_atomic, write_text_atomic
-from bakery.redact import redact
+from bakery.redact import redact, remember
 
 log = logging.getLogger("bakery.deploy")
 
@@ -224,6 +225,7 @@ def effective_delete(target, delete: bool | None, max_deletes: int | None) -> tu
 
 def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
                  delete: bool | None = None, allow_empty: bool = False) -> list[PushResult]:
+    remember(os.environ.get("RSYNC_PASSWORD"))  # rsync reads it itself; we only keep it out of messages
     targets = config.deploy.rsync
     if not targets:
         raise BakeryError(f"{config.source}: deploy.rsync: no [[deploy.rsync]] target configured")
