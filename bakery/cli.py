@@ -12,7 +12,7 @@ from bakery import __version__
 from bakery.config import DEFAULT_CONFIG, load_config
 from bakery.errors import BakeryError, StageFailures
 from bakery.progress import setup_logging
-from bakery.redact import redact
+from bakery.redact import redact, redact_log_handlers
 
 log = logging.getLogger("bakery")
 
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args.verbosity = args.verbose - args.quiet
     args.quiet = args.verbosity < 0
     setup_logging(args.verbosity)
+    redact_log_handlers(logging.getLogger("bakery"))
     try:
         config = load_config(args.config)
         args.func(config, args)

@@ -5,11 +5,13 @@ client, the CloudFlare purge, the OpenAI-compatible backend, rsync's RSYNC_PASSW
 edge registers the values it read with `remember`, and every message built from text that
 we do not control (a server's error body, an exception from a library, a URL from the
 config) goes through `redact` before it is raised, logged or printed. The CLI redacts the
-final error line once more, so a path that forgot still cannot print a registered secret.
+final error line and every log line once more, so a path that forgot still cannot print a
+registered secret or a URL password.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from typing import Iterable
@@ -45,3 +47,18 @@ def redact(text: object, secrets: Iterable[str | None] = ()) -> str:
     out = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", out)
     return _AUTH_HEADER.sub(lambda m: f"{m.group('lead')}{MASK}", out)
 
+
+
+class RedactingFilter(logging.Filter):
+    """On a log handler: every record leaves with its formatted message redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+def redact_log_handlers(logger: logging.Logger) -> None:
+    """Add the filter to the handlers of `logger` (a logger's own filters miss its children)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
