@@ -74,7 +74,8 @@ def test_a_missing_purge_token_stops_the_deploy_before_any_upload(s3site, cf, mo
     assert s3site["remote"]() == {}
 
 
-def test_a_failed_purge_is_kept_on_disk_and_retried_by_a_deploy_that_changes_nothing(s3site, cf, monkeypatch):
+def test_a_failed_purge_is_kept_on_disk_and_retried_by_a_deploy_that_changes_nothing(s3site, cf, monkeypatch,
+                                                                                      capsys):
     monkeypatch.setenv("TEST_CF_TOKEN", TOKEN)
     public = s3site["public"]
     fill_public(public, 3)
@@ -84,6 +85,7 @@ def test_a_failed_purge_is_kept_on_disk_and_retried_by_a_deploy_that_changes_not
     (public / "snippet-1.txt").write_text("a rewritten story")
     cf.replies.append((403, {"success": False, "errors": [{"code": 10000, "message": "Authentication error"}]}, {}))
     assert main(["-q", "-c", str(toml), "deploy"]) == 1  # uploaded, but the purge failed
+    assert "the next deploy retries it" in capsys.readouterr().err
     assert s3site["remote"]()["snippet-1.txt"] == b"a rewritten story"
     assert json.loads(queue.read_text())["rels"] == ["snippet-1.txt"]
 

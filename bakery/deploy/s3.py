@@ -473,7 +473,10 @@ def run_deploy_s3(config, args) -> None:
         # Objects overwritten before the failure will look unchanged on the rerun: purge them now
         # (what stays owed remains in the queue on disk for the next deploy).
         if config.deploy.cloudflare is not None:
-            purge(config, everything=False)
+            try:
+                purge(config, everything=False)
+            except BakeryError as exc:  # report it, but the deploy's own failure is the error
+                log.error("%s", exc)
         raise
     if outcome is not None:
         purge(config, everything)
@@ -484,7 +487,7 @@ def run_deploy_s3(config, args) -> None:
 def purge(config, everything: bool) -> None:
     """Everything the queue on disk owes (this deploy's changes and earlier failed purges)."""
     from bakery.deploy.cloudflare import purge_after_deploy
-    from bakery.deploy.purgequeue import owe_purge, purge_done
+    from bakery.deploy.purgequeue import owe_purge, purge_done, queue_path
 
     cf = config.deploy.cloudflare
     if cf is None:
@@ -495,7 +498,12 @@ def purge(config, everything: bool) -> None:
     if not pending:
         log.info("cloudflare: nothing to purge")
         return
-    purge_after_deploy(config, pending.rels, everything=pending.everything)
+    try:
+        purge_after_deploy(config, pending.rels, everything=pending.everything)
+    except BakeryError as exc:
+        owed = "everything" if pending.everything else f"{len(pending.rels)} path(s)"
+        raise type(exc)(f"{exc} (the purge of {owed} is kept in {queue_path(config.build_dir)}: "
+                        "the next deploy retries it)") from None
     purge_done(config.build_dir)
 
 
