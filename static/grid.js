@@ -87,9 +87,11 @@
   function fillAll() {
     const mine = ++generation;
     const tiles = rows.flatMap((r) => r.tiles);
+    // New faces everywhere, unless the pool is too small to avoid the ones shown now.
+    const avoid = pool.total >= 2 * tiles.length ? taken() : new Set();
     const chosen = new Set(), picks = [];
     for (const t of tiles) {
-      const choice = pool.pick(chosen);
+      const choice = pool.pick(new Set([...avoid, ...chosen]));
       picks.push(choice);
       if (choice) chosen.add(choice.id);
     }

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from pathlib import Path
 
 import pytest
 
 from bakery.config import load_config
 from bakery.site.build import build_site, content_security_policy
-from bakery.site.serve import make_server
-from tests.browser import launch
+from tests.browser import WatchedPage, serving
 from tests.conftest import make_pairs, write_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -48,37 +46,16 @@ def site(tmp_path_factory):
     config = load_config(path)
     make_pairs(config, ids=range(12), snippet=snippet_for, size=256)
     build_site(config, quiet=True)
-    server = make_server(config.public_dir, "127.0.0.1", 0, content_security_policy(config))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(config) as url:
+        yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
+class Watched(WatchedPage):
+    """The pair page, opened and waited on until its first pair shows."""
 
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-class Watched:
-    """A page plus every console error, failed request and HTTP error it produced."""
-
-    def __init__(self, browser, url, width=1280, height=800, synthetic=True):
+    def __init__(self, browser, url, width=1280, height=800, synthetic=True, **context_options):
         self.synthetic = synthetic  # the test-made site, whose snippets name their ID
-        self.context = browser.new_context(viewport={"width": width, "height": height})
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
-        self.page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
-        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status}: {r.url}"))
-        self.page.clock.install()
-        self.page.goto(url)
+        super().__init__(browser, url, width, height, **context_options)
         self.wait_for_pair()
 
     def shown(self) -> tuple[int, int]:
@@ -100,8 +77,6 @@ class Watched:
         assert image_id == snippet_id
         return image_id
 
-    def close(self):
-        self.context.close()
 
 
 def test_image_and_snippet_share_one_id_and_swap_on_timer(browser, site):
