@@ -1,10 +1,12 @@
-"""`bakery site`: publish complete (image + snippet) pairs and render index.html last.
+"""`bakery site`: publish complete (image + snippet) pairs and render the pages, index.html last.
 
 An ID is published only when public/example-{ID}.jpg and a non-empty
-build/text/snippet-{ID}.txt both exist. Snippets are copied to public/snippet-{ID}.txt,
-CSS is compiled from SCSS, assets get content-hashed names (so index.html can be cached
-briefly and everything else forever), and index.html is written last: the live page never
-references a file that is not there yet.
+build/text/snippet-{ID}.txt both exist (canonical names, regular files: bakery/site/files.py)
+and the ID lies inside a configured band. Snippets are checked against the cleaning
+max_chars, then copied to public/snippet-{ID}.txt. CSS is compiled from SCSS, scripts and
+CSS get content-hashed names (so the pages can be cached briefly and everything else
+forever), downloads are listed (bakery/site/downloads.py), and grid.html, then index.html
+are written last: the live pages never reference a file that is not there yet.
 """
 
 from __future__ import annotations
