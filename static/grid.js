@@ -137,7 +137,8 @@
       const top = rows.shift();
       rows.push(top);
       track.append(top.el);
-      top.tiles.forEach((t) => { t.id = null; refill(t); });
+      // Off screen now; a tile no spare ID could refill is emptied rather than shown twice.
+      top.tiles.forEach((t) => { t.id = null; refill(t).then((ok) => { if (!ok && t.id === null) t.el.hidden = true; }); });
     }
     track.style.transform = "translate3d(0," + (-offset).toFixed(2) + "px,0)";
     frameRequest = requestAnimationFrame(frame);
