@@ -44,6 +44,7 @@ class SiteConfig:
     templates_dir: Path
     static_dir: Path
     noscript_id: int | None
+    publish_model: bool = False  # copy images.model into public/ for download (docs/config.md)
 
 
 def parse_site(t: Table) -> SiteConfig:
@@ -75,6 +76,7 @@ def parse_site(t: Table) -> SiteConfig:
         templates_dir=t.path_value("templates_dir", "templates", must_exist=True, kind="directory"),
         static_dir=t.path_value("static_dir", "static", must_exist=True, kind="directory"),
         noscript_id=t.int("noscript_id", None, min=0),
+        publish_model=t.bool("publish_model", False),
     )
     t.finish()
     return site

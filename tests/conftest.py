@@ -56,3 +56,16 @@ def make_pairs(config, ids, snippet=lambda i: f"Snippet number {i}.", image_ids=
         Image.new("RGB", (size, size), colour).save(config.public_dir / f"example-{i}.jpg", quality=90)
     for i in ids:
         (text_dir / f"snippet-{i}.txt").write_text(snippet(i), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium per test module (launching one takes seconds)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

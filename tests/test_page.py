@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from pathlib import Path
 
 import pytest
 
 from bakery.config import load_config
 from bakery.site.build import build_site, content_security_policy
-from bakery.site.serve import make_server
-from tests.browser import launch
+from tests.browser import WatchedPage, serving
 from tests.conftest import make_pairs, write_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -48,37 +46,16 @@ def site(tmp_path_factory):
     config = load_config(path)
     make_pairs(config, ids=range(12), snippet=snippet_for, size=256)
     build_site(config, quiet=True)
-    server = make_server(config.public_dir, "127.0.0.1", 0, content_security_policy(config))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with serving(config) as url:
+        yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
+class Watched(WatchedPage):
+    """The pair page, opened and waited on until its first pair shows."""
 
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-class Watched:
-    """A page plus every console error, failed request and HTTP error it produced."""
-
-    def __init__(self, browser, url, width=1280, height=800, synthetic=True):
+    def __init__(self, browser, url, width=1280, height=800, synthetic=True, **context_options):
         self.synthetic = synthetic  # the test-made site, whose snippets name their ID
-        self.context = browser.new_context(viewport={"width": width, "height": height})
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
-        self.page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url}"))
-        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"{r.status}: {r.url}"))
-        self.page.clock.install()
-        self.page.goto(url)
+        super().__init__(browser, url, width, height, **context_options)
         self.wait_for_pair()
 
     def shown(self) -> tuple[int, int]:
@@ -100,8 +77,6 @@ class Watched:
         assert image_id == snippet_id
         return image_id
 
-    def close(self):
-        self.context.close()
 
 
 def test_image_and_snippet_share_one_id_and_swap_on_timer(browser, site):
@@ -218,5 +193,113 @@ def test_screenshots(browser, site, tmp_path):
         target = out / f"screenshot-{name}.png"
         w.page.screenshot(path=str(target))
         assert target.stat().st_size > 5_000
+        assert w.problems == []
+        w.close()
+
+
+def meta_id(w) -> int:
+    return int(re.match(r"#(\d+)", w.page.locator("#meta").text_content()).group(1))
+
+
+def test_hash_id_shows_that_pair_first_and_address_follows_without_history(browser, site):
+    w = Watched(browser, site + "#7")
+    assert w.wait_for_pair() == 7 and meta_id(w) == 7
+    assert w.page.locator("#meta a").get_attribute("href") == "#7"
+    length = w.page.evaluate("history.length")
+    w.page.locator("#refresh").click()
+    second = w.wait_for_pair(other_than=7)
+    assert w.page.url.endswith(f"#{second}")  # replaceState: a permalink to the pair on screen
+    w.page.evaluate("location.hash = '#3'")  # an edited address shows that pair
+    assert w.wait_for_pair(other_than=second) == 3
+    w.page.locator("#meta a").click()  # the permalink to the pair on screen changes nothing
+    assert w.page.evaluate("history.length") == length + 1  # only the hand-edited hash above
+    assert w.problems == []
+    w.close()
+    for bad in ("#abc", "#007", "#99", "#-1", "#1e3", "#" + "9" * 40, "#<img src=x onerror=alert(1)>"):
+        w = Watched(browser, site + bad)  # falls back to a random pair, no errors
+        assert 0 <= w.wait_for_pair() <= 11
+        assert w.problems == []
+        w.close()
+
+
+def test_psi_choice_restricts_the_main_page_to_that_band(browser, site):
+    w = Watched(browser, site + "?psi=1.1")
+    assert w.page.locator("#psi").input_value() == "1.1"
+    assert w.page.locator("#psi option").all_text_contents() == ["all", "ψ 0.7 · calm", "ψ 1.1 · wild"]
+    seen = [w.wait_for_pair()]
+    for _ in range(5):
+        w.page.locator("#refresh").click()
+        seen.append(w.wait_for_pair(other_than=seen[-1]))
+    assert all(6 <= i <= 11 for i in seen)
+    assert w.page.url.endswith(f"?psi=1.1#{seen[-1]}")
+    w.page.locator("#psi").select_option("0.7")
+    shown = w.wait_for_pair(other_than=seen[-1])
+    assert 0 <= shown <= 5 and w.page.url.endswith(f"?psi=0.7#{shown}")
+    assert w.page.evaluate("localStorage.getItem('bakery-psi')") == "0.7"
+    w.page.locator("#psi").select_option("all")
+    assert "psi" not in w.page.url
+    assert w.problems == []
+    w.close()
+    w = Watched(browser, site + "?psi=0.7x")  # malformed: every band, no errors
+    assert w.page.locator("#psi").input_value() == "all"
+    assert w.problems == []
+    w.close()
+
+
+def test_single_band_hides_the_creativity_control(browser, tmp_path):
+    config = load_config(write_project(tmp_path, '[[images.bands]]\nseeds = "0-3"\npsi = 0.7\n'))
+    make_pairs(config, ids=range(4))
+    build_site(config, quiet=True)
+    with serving(config) as url:
+        w = Watched(browser, url + "?psi=0.7", synthetic=False)
+        assert w.page.locator("#creativity").is_hidden()
+        assert w.page.locator("#refresh").is_visible()
+        assert w.problems == []
+        w.close()
+
+
+def test_4k_caps_the_image_at_twice_its_pixels_and_centres_it(browser, site):
+    w = Watched(browser, site, 3840, 2160)
+    img = w.page.locator("#frame img").bounding_box()
+    assert w.page.evaluate("document.querySelector('#frame img').naturalWidth") == 256
+    assert 500 <= img["width"] <= 512  # 2 x 256 px, not stretched to the screen height
+    pair = w.page.locator("#pair").bounding_box()
+    text = w.page.locator("#snippet").bounding_box()
+    left, right = img["x"], text["x"] + text["width"]
+    assert abs((left + right) / 2 - pair["x"] - pair["width"] / 2) < 0.05 * pair["width"]  # centred
+    assert text["x"] >= img["x"] + img["width"] and text["y"] < img["y"] + img["height"]
+    assert w.page.evaluate("document.documentElement.scrollWidth") <= 3840
+    assert w.problems == []
+    w.close()
+
+
+def test_footer_above_the_fold_at_1366x768_and_phone_fits(browser, site):
+    w = Watched(browser, site, 1366, 768)
+    footer = w.page.locator(".footer").bounding_box()
+    assert footer["y"] + footer["height"] <= 768, footer
+    w.close()
+    w = Watched(browser, site, 375, 812)
+    assert w.page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert w.page.locator("#frame img").bounding_box()["width"] >= 300
+    w.close()
+
+
+@pytest.mark.parametrize("size", [(375, 812), (1366, 768)])
+def test_one_long_word_shows_quickly_and_stays_inside(browser, tmp_path, size):
+    """A 100,000-character word (a published file the site stage would now refuse) must not
+    freeze the page: it shows within seconds and wraps inside the viewport."""
+    import time
+
+    config = load_config(write_project(tmp_path, BANDS.replace("[site]\nrefresh_seconds = 15\n", "")))
+    make_pairs(config, ids=range(2))
+    build_site(config, quiet=True)
+    (config.public_dir / "snippet-1.txt").write_text("W" * 100_000)
+    with serving(config) as url:
+        started = time.monotonic()
+        w = Watched(browser, url + "#1", *size, synthetic=False)
+        w.page.wait_for_function("document.getElementById('snippet').textContent.length === 100000")
+        w.page.evaluate("document.body.offsetHeight")
+        assert time.monotonic() - started < 5
+        assert w.page.evaluate("document.documentElement.scrollWidth") <= size[0]
         assert w.problems == []
         w.close()

@@ -1,10 +1,12 @@
-"""`bakery site`: publish complete (image + snippet) pairs and render index.html last.
+"""`bakery site`: publish complete (image + snippet) pairs and render the pages, index.html last.
 
 An ID is published only when public/example-{ID}.jpg and a non-empty
-build/text/snippet-{ID}.txt both exist. Snippets are copied to public/snippet-{ID}.txt,
-CSS is compiled from SCSS, assets get content-hashed names (so index.html can be cached
-briefly and everything else forever), and index.html is written last: the live page never
-references a file that is not there yet.
+build/text/snippet-{ID}.txt both exist (canonical names, regular files: bakery/site/files.py)
+and the ID lies inside a configured band. Snippets are checked against the cleaning
+max_chars, then copied to public/snippet-{ID}.txt. CSS is compiled from SCSS, scripts and
+CSS get content-hashed names (so the pages can be cached briefly and everything else
+forever), downloads are listed (bakery/site/downloads.py), and grid.html, then index.html
+are written last: the live pages never reference a file that is not there yet.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -20,11 +22,11 @@ import jinja2
 from bakery.errors import BakeryError
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_atomic, write_text_atomic
 from bakery.progress import progress
+from bakery.site.downloads import human_size, write_downloads
+from bakery.site.files import IMAGE_RE, SNIPPET_RE, canonical_files
 
 log = logging.getLogger("bakery.site")
 
-IMAGE_RE = re.compile(r"^example-(\d+)\.jpg$")
-SNIPPET_RE = re.compile(r"^snippet-(\d+)\.txt$")
 TITLE_RE = re.compile(r"^_([^_\n]{1,300})_")
 
 
@@ -33,7 +35,9 @@ class SiteReport:
     published: int
     image_only: int
     snippet_only: int
-    page_bytes: int
+    page_bytes: int  # index.html's HTML + CSS + JS
+    outside_bands: int = 0  # complete pairs not published: their IDs left images.bands
+    pages: dict = field(default_factory=dict)  # page name → HTML + CSS + JS bytes
 
 
 def text_dir(config) -> Path:
@@ -41,13 +45,7 @@ def text_dir(config) -> Path:
 
 
 def ids_in(directory: Path, pattern: re.Pattern) -> dict[int, Path]:
-    found = {}
-    if directory.is_dir():
-        for entry in directory.iterdir():
-            m = pattern.match(entry.name)
-            if m and entry.is_file() and entry.stat().st_size > 0:
-                found[int(m.group(1))] = entry
-    return found
+    return canonical_files(directory, pattern)
 
 
 def to_ranges(ids: list[int]) -> list[list[int]]:
@@ -83,10 +81,25 @@ def read_snippet(path: Path) -> str:
         raise BakeryError(f"{path}: not valid UTF-8 ({exc.reason})") from None
 
 
+def check_length(config, image_id: int, text: str) -> None:
+    """Nothing longer than the cleaning rules allow goes live (a 100,000-character word once
+    froze the page for minutes); the snippets were made with other rules or by hand."""
+    limit = config.text.clean.max_chars
+    if len(text) > limit:
+        raise BakeryError(f"snippet {image_id} ({text_dir(config) / f'snippet-{image_id}.txt'}): "
+                          f"{len(text)} characters, over text.clean.max_chars ({limit}); "
+                          "rerun `bakery text` or shorten it")
+
+
 def publish_snippets(config, ids: list[int], snippets: dict[int, Path], quiet: bool) -> None:
-    """Copy each snippet into public/ unless an identical copy is already there."""
+    """Copy each snippet into public/ unless an identical copy is already there. All are read
+    and checked first, so a bad one stops the build before any is published."""
+    texts = {}
+    for i in ids:
+        texts[i] = read_snippet(snippets[i])
+        check_length(config, i, texts[i])
     for i in progress(ids, "site: snippets", total=len(ids), unit="file", quiet=quiet):
-        data = read_snippet(snippets[i]).encode("utf-8")
+        data = texts.pop(i).encode("utf-8")
         target = config.public_dir / f"snippet-{i}.txt"
         if not target.is_file() or target.read_bytes() != data:
             write_bytes_atomic(target, data)
@@ -173,20 +186,39 @@ def make_environment(templates_dir: Path) -> jinja2.Environment:
     )
 
 
-def render_index(config, ids: list[int], snippets: dict[int, Path], css_href: str, js_href: str) -> str:
+PAGES = ("grid.html", "index.html")  # index.html last: the entry page goes live only when all else is there
+PAGE_SCRIPTS = {"grid.html": "grid.js", "index.html": "app.js"}
+SHARED_SCRIPT = "pairs.js"  # ID pool, psi filter and snippet rendering, used by both pages
+
+
+class EmptySite(BakeryError):
+    """Nothing to publish: a 0-pair page must not go live by accident."""
+
+    exit_code = 2
+
+
+def render_page(config, name: str, context: dict) -> str:
     env = make_environment(config.site.templates_dir)
+    env.filters["filesize"] = human_size
     try:
-        template = env.get_template("index.html")
+        template = env.get_template(name)
     except jinja2.TemplateNotFound:
-        raise BakeryError(f"{config.site.templates_dir / 'index.html'}: template not found") from None
+        raise BakeryError(f"{config.site.templates_dir / name}: template not found") from None
     except jinja2.TemplateSyntaxError as exc:
         raise BakeryError(f"{exc.filename}:{exc.lineno}: template error: {exc.message}") from None
+    try:
+        return template.render(page=name, **context)
+    except jinja2.TemplateError as exc:  # e.g. an undefined variable in a user's template
+        raise BakeryError(f"{config.site.templates_dir / name}: template error: {exc}") from None
+
+
+def page_context(config, ids: list[int], snippets: dict[int, Path], assets: dict, downloads: dict) -> dict:
     data = {"refresh_seconds": config.site.refresh_seconds, "bands": group_by_band(config, ids)}
-    return template.render(
-        site=config.site, csp=content_security_policy(config), css_href=css_href, js_href=js_href,
-        data=data, count=len(ids), fallback=fallback_pair(config, ids, snippets),
-        mirror_command=mirror_command(config),
-    )
+    return {
+        "site": config.site, "csp": content_security_policy(config), "assets": assets,
+        "data": data, "count": len(ids), "fallback": fallback_pair(config, ids, snippets),
+        "mirror_command": mirror_command(config), "downloads": downloads,
+    }
 
 
 def mirror_command(config) -> str | None:
@@ -197,40 +229,73 @@ def mirror_command(config) -> str | None:
     return f"rsync --recursive --times {mirror.public_url} {mirror.module}/"
 
 
-def build_site(config, quiet: bool = False) -> SiteReport:
+def in_bands(config, ids: list[int]) -> list[int]:
+    """Only IDs inside a configured band: pairs whose band left the config are not published."""
+    bands = [(band.first, band.last) for band in config.images.bands]
+    return [i for i in ids if any(first <= i <= last for first, last in bands)]
+
+
+def check_not_empty(ids: list[int], allow_empty: bool) -> None:
+    if not ids and not allow_empty:
+        raise EmptySite("site: no complete pairs to publish (an image in public/ and a snippet in "
+                        "build/text/ with the same ID, inside the configured bands): run `bakery images` "
+                        "and `bakery text` first, or pass --allow-empty to publish an empty page")
+
+
+def write_scripts(public: Path, static: Path) -> dict[str, str]:
+    """Each page's script and the shared one, under content-hashed names: file name → href."""
+    hrefs = {}
+    for name in (SHARED_SCRIPT, *PAGE_SCRIPTS.values()):
+        path = static / name
+        if not path.is_file():
+            raise BakeryError(f"{path}: script not found")
+        hrefs[name] = write_asset(public, name, path.read_bytes())
+    return hrefs
+
+
+def build_site(config, quiet: bool = False, allow_empty: bool = False) -> SiteReport:
     public, static = config.public_dir, config.site.static_dir
     public.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(public)
     images = ids_in(public, IMAGE_RE)
     snippets = ids_in(text_dir(config), SNIPPET_RE)
-    ids = sorted(images.keys() & snippets.keys())
+    complete = sorted(images.keys() & snippets.keys())
+    ids = in_bands(config, complete)
+    check_not_empty(ids, allow_empty)
     publish_snippets(config, ids, snippets, quiet)
 
     css_href = write_asset(public, "style.css", compile_css(static))
-    js_path = static / "app.js"
-    if not js_path.is_file():
-        raise BakeryError(f"{js_path}: script not found")
-    js_href = write_asset(public, "app.js", js_path.read_bytes())
-
+    scripts = write_scripts(public, static)
     copy_static_files(static, public)
-    html = render_index(config, ids, snippets, css_href, js_href)
+    downloads = write_downloads(config, mirror_command(config))
+
+    pages, weights = {}, {}
+    for name in PAGES:
+        assets = {"css": css_href, "pairs": scripts[SHARED_SCRIPT], "page": scripts[PAGE_SCRIPTS[name]]}
+        pages[name] = render_page(config, name, page_context(config, ids, snippets, assets, downloads))
+        weights[name] = len(pages[name].encode()) + sum(
+            (public / assets[k]).stat().st_size for k in ("css", "pairs", "page"))
     write_json_atomic(config.build_dir / "site" / "manifest.json", {
         "published": len(ids), "bands": group_by_band(config, ids),
-        "assets": {"css": css_href, "js": js_href},
+        "assets": {"css": css_href, "js": scripts}, "page_bytes": weights,
     })
-    write_text_atomic(public / "index.html", html)  # last: the page goes live only now
+    for name in PAGES:
+        write_text_atomic(public / name, pages[name])  # index.html last: the page goes live only now
 
-    page_bytes = len(html.encode()) + (public / css_href).stat().st_size + (public / js_href).stat().st_size
     return SiteReport(len(ids), len(images.keys() - snippets.keys()), len(snippets.keys() - images.keys()),
-                      page_bytes)
+                      weights["index.html"], len(complete) - len(ids), weights)
 
 
 def run_site(config, args) -> None:
-    report = build_site(config, quiet=args.quiet)
-    log.info("site: published %d pairs into %s (page weight %.1f KB: HTML + CSS + JS)",
-             report.published, config.public_dir, report.page_bytes / 1024)
+    report = build_site(config, quiet=args.quiet, allow_empty=getattr(args, "allow_empty", False))
+    weights = ", ".join(f"{name} {size / 1024:.1f} KB" for name, size in report.pages.items())
+    log.info("site: published %d pairs into %s (page weight, HTML + CSS + JS: %s)",
+             report.published, config.public_dir, weights)
     if report.image_only or report.snippet_only:
         log.info("site: not published (incomplete): %d image(s) without snippet, %d snippet(s) without image",
                  report.image_only, report.snippet_only)
+    if report.outside_bands:
+        log.info("site: not published: %d pair(s) outside the configured bands (images.bands)",
+                 report.outside_bands)
     if report.published == 0:
         log.warning("site: no complete pairs yet: run `bakery images` and `bakery text` first")

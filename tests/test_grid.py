@@ -1,0 +1,260 @@
+"""The grid page in a real browser (Playwright's fake clock): tiles per viewport, staggered
+atomic swaps, no ID twice on screen, stop/resume/refresh, tile → pair link, the moving wall
+(moves, recycles rows, pauses when hidden, still under reduced motion), the psi filter, the
+CSP. One browser for the whole module."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from bakery.config import load_config
+from bakery.site.build import build_site, content_security_policy
+from tests.browser import WatchedPage, serving
+from tests.conftest import make_pairs, write_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+BANDS = {0.6: range(0, 80), 0.8: range(80, 160), 1.1: range(160, 240)}  # more IDs than a 4K grid holds
+VIEWPORTS = {"phone": (375, 812), "laptop": (1366, 768), "4k": (3840, 2160)}
+EXPECTED_COLUMNS = {"phone": 2, "laptop": 4, "4k": 12}
+
+ON_SCREEN = """() => [...document.querySelectorAll('#track .tile:not([hidden]) img')].map((img) => {
+    const r = img.getBoundingClientRect();
+    return { id: Number(/example-(\\d+)/.exec(img.src)[1]), top: r.top, bottom: r.bottom,
+             href: img.parentElement.getAttribute('href'), loaded: img.complete && img.naturalWidth > 0 };
+}).filter((t) => t.bottom > 0 && t.top < innerHeight)"""
+
+# Records every tile swap (an <img> replaced inside a tile) with the fake clock's time.
+RECORD_SWAPS = """() => { window.__swaps = [];
+  new MutationObserver((records) => { for (const r of records) if (r.addedNodes.length && r.target.classList.contains('tile'))
+      window.__swaps.push([performance.now(), Number(/example-(\\d+)/.exec(r.addedNodes[0].src)[1])]); })
+    .observe(document.getElementById('track'), { childList: true, subtree: true }); }"""
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    toml = "".join(f'\n[[images.bands]]\nseeds = "{r.start}-{r.stop - 1}"\npsi = {psi}\n' for psi, r in BANDS.items())
+    config = load_config(write_project(tmp_path_factory.mktemp("grid"), toml))
+    make_pairs(config, ids=range(240), snippet=lambda i: f"Snippet number {i}.", size=64)
+    build_site(config, quiet=True)
+    return config
+
+
+@pytest.fixture(scope="module")
+def site(config):
+    with serving(config) as url:
+        yield url
+
+
+class Grid(WatchedPage):
+    def __init__(self, browser, url, size="laptop", **options):
+        super().__init__(browser, url, *VIEWPORTS[size], paused=True, **options)
+        self.wait_filled()
+
+    def tiles(self) -> list[dict]:
+        return self.page.evaluate(ON_SCREEN)
+
+    def ids(self) -> list[int]:
+        return [t["id"] for t in self.tiles()]
+
+    def wait_filled(self):
+        self.page.wait_for_function("""() => { const t = document.querySelectorAll('#track .tile');
+            return t.length > 0 && [...t].every((a) => a.hidden === false && a.firstChild && a.firstChild.complete); }""",
+                                    timeout=15_000)
+
+    def columns(self) -> int:
+        return self.page.evaluate("getComputedStyle(document.querySelector('.row')).gridTemplateColumns.split(' ').length")
+
+    def swaps(self) -> list:
+        return self.page.evaluate("window.__swaps")
+
+    def wait_swaps(self, count: int):
+        self.page.wait_for_function("(n) => window.__swaps.length >= n", arg=count, timeout=10_000)
+
+    def transform(self) -> str:
+        return self.page.evaluate("document.getElementById('track').style.transform")
+
+
+def assert_distinct(ids: list[int]):
+    assert len(ids) == len(set(ids)), f"an ID twice on screen: {sorted(ids)}"
+
+
+@pytest.mark.parametrize("size", VIEWPORTS)
+def test_tiles_fill_the_viewport(browser, site, size):
+    width, height = VIEWPORTS[size]
+    g = Grid(browser, site + "grid.html", size)
+    assert g.columns() == EXPECTED_COLUMNS[size]
+    tiles = g.tiles()
+    wall_top = g.page.evaluate("document.getElementById('wall').getBoundingClientRect().top")
+    tile = width / EXPECTED_COLUMNS[size]
+    rows = math.ceil((height - wall_top) / tile)
+    assert len(tiles) == rows * EXPECTED_COLUMNS[size]
+    assert all(t["loaded"] for t in tiles)
+    assert_distinct([t["id"] for t in tiles])
+    assert len(set(g.images)) == len(tiles), "downloaded more than the tiles on screen"
+    assert g.page.evaluate("document.documentElement.scrollWidth") <= width  # no horizontal scroll
+    assert g.problems == []
+    g.close()
+
+
+def test_swaps_are_staggered_one_tile_at_a_time_without_duplicates(browser, site):
+    g = Grid(browser, site + "grid.html")
+    g.page.evaluate(RECORD_SWAPS)
+    count = len(g.tiles())
+    step = max(200, 15_000 / count)
+    for n in range(1, 13):
+        g.page.clock.run_for(int(step) + 1)
+        g.wait_swaps(n)
+        assert_distinct(g.ids())
+    swaps = g.swaps()
+    times = [t for t, _ in swaps]
+    assert len(set(times)) == len(times), f"two tiles swapped in the same tick: {times}"
+    assert all(b - a >= step - 1 for a, b in zip(times, times[1:]))
+    assert g.problems == []
+    g.close()
+
+
+def test_stop_resume_and_refresh(browser, site):
+    g = Grid(browser, site + "grid.html")
+    g.page.evaluate(RECORD_SWAPS)
+    toggle = g.page.locator("#toggle")
+    toggle.click()
+    assert toggle.text_content() == "Resume" and toggle.get_attribute("aria-pressed") == "true"
+    g.page.clock.run_for(60_000)
+    assert g.swaps() == []
+    toggle.click()
+    g.page.clock.run_for(2_000)
+    g.wait_swaps(1)
+    before = set(g.ids())
+    g.page.locator("#refresh").click()
+    g.page.wait_for_function("(old) => { const ids = [...document.querySelectorAll('#track .tile img')].map((i) => i.src);"
+                             " return ids.every((s) => !old.some((o) => s.endsWith('example-' + o + '.jpg'))); }",
+                             arg=sorted(before), timeout=10_000)
+    after = g.ids()
+    assert_distinct(after)
+    assert not before & set(after), "Refresh kept faces although the pool has plenty"
+    assert g.problems == []
+    g.close()
+
+
+def test_clicking_a_tile_opens_that_pair(browser, site):
+    g = Grid(browser, site + "grid.html")
+    first = g.tiles()[0]
+    assert first["href"] == f"index.html#{first['id']}"
+    g.page.locator("#track .tile").first.click()
+    g.page.wait_for_function("(id) => document.getElementById('meta').textContent.startsWith('#' + id)",
+                             arg=first["id"], timeout=10_000)
+    assert g.page.url.endswith(f"index.html#{first['id']}")
+    assert g.page.locator("#frame img").get_attribute("src") == f"example-{first['id']}.jpg"
+    assert g.problems == []
+    g.close()
+
+
+def test_moving_grid_moves_recycles_and_pauses_when_hidden(browser, site):
+    g = Grid(browser, site + "grid.html?scroll")
+    width, height = VIEWPORTS["laptop"]
+    tile = width / 4
+    wall_top = g.page.evaluate("document.getElementById('wall').getBoundingClientRect().top")
+    visible_rows = math.ceil((height - wall_top) / tile) + 1  # a scrolled wall shows parts of one more row
+    assert len(set(g.images)) <= (visible_rows + 1) * 4, "loads more than the screen plus one row ahead"
+    first_row = g.page.evaluate("document.querySelector('#track .row').firstChild.firstChild.src")
+    g.page.clock.run_for(3_000)
+    moved = g.transform()
+    assert re.fullmatch(r"translate3d\(0px, -\d+(\.\d+)?px, 0px\)", moved) and moved != "translate3d(0px, 0px, 0px)"
+    g.page.clock.run_for(5_000)  # past one row (one row per 6 s): the top row went to the bottom
+    g.page.wait_for_function("(src) => document.querySelector('#track .row').firstChild.firstChild.src !== src",
+                             arg=first_row, timeout=10_000)
+    g.page.wait_for_function("() => document.querySelector('#track .row:last-child .tile img') && "
+                             "[...document.querySelectorAll('#track .row:last-child .tile img')].every((i) => i.complete)")
+    all_ids = g.page.evaluate("[...document.querySelectorAll('#track .tile img')].map((i) => /example-(\\d+)/.exec(i.src)[1])")
+    assert_distinct(all_ids)
+    assert first_row not in g.page.evaluate("[...document.querySelectorAll('#track img')].map((i) => i.src)")
+    # hidden tab: the loop stops; visible again: it goes on
+    g.page.evaluate("Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });"
+                    "document.dispatchEvent(new Event('visibilitychange'))")
+    paused = g.transform()
+    g.page.clock.run_for(3_000)
+    assert g.transform() == paused
+    g.page.evaluate("Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });"
+                    "document.dispatchEvent(new Event('visibilitychange'))")
+    g.page.clock.run_for(1_000)
+    assert g.transform() != paused
+    g.page.locator("#toggle").click()  # Stop halts the wall too
+    stopped = g.transform()
+    g.page.clock.run_for(3_000)
+    assert g.transform() == stopped
+    assert g.problems == []
+    g.close()
+
+
+def test_moving_grid_stands_still_under_reduced_motion(browser, site):
+    g = Grid(browser, site + "grid.html?scroll", reduced_motion="reduce")
+    g.page.clock.run_for(10_000)
+    assert g.transform() == ""
+    assert g.page.locator("#mode").is_hidden()
+    assert g.problems == []
+    g.close()
+
+
+def test_psi_filter_shows_only_that_band_and_persists(browser, site):
+    g = Grid(browser, site + "grid.html?psi=1.1")
+    g.page.evaluate(RECORD_SWAPS)
+    assert g.page.locator("#psi").input_value() == "1.1"
+    labels = g.page.locator("#psi option").all_text_contents()
+    assert labels == ["all", "ψ 0.6 · calm", "ψ 0.8", "ψ 1.1 · wild"]
+    step = max(200, 15_000 // len(g.tiles())) + 1
+    for n in range(1, 5):
+        g.page.clock.run_for(step)
+        g.wait_swaps(n)
+    assert all(i in BANDS[1.1] for i in g.ids() + [i for _, i in g.swaps()])
+    assert all(t["href"].startswith("index.html?psi=1.1#") for t in g.tiles())
+    g.page.locator("#psi").select_option("0.6")
+    g.page.wait_for_function("() => [...document.querySelectorAll('#track .tile img')].every((i) => "
+                             "Number(/example-(\\d+)/.exec(i.src)[1]) < 80)", timeout=10_000)
+    assert g.page.url.endswith("grid.html?psi=0.6")
+    assert g.page.evaluate("localStorage.getItem('bakery-psi')") == "0.6"
+    g.page.goto(site + "grid.html")  # no ?psi: the stored choice
+    g.wait_filled()
+    assert g.page.locator("#psi").input_value() == "0.6"
+    assert all(i in BANDS[0.6] for i in g.ids())
+    for bad in ("banana", "0.7", "1e999", "", "0.6<script>"):  # unknown or malformed: every band
+        g.page.evaluate("localStorage.clear()")
+        g.page.goto(site + f"grid.html?psi={bad}")
+        g.wait_filled()
+        assert g.page.locator("#psi").input_value() == "all"
+    assert g.problems == []
+    g.close()
+
+
+def test_csp_is_unchanged_and_enforced(browser, site, config):
+    g = Grid(browser, site + "grid.html")
+    meta = g.page.locator("meta[http-equiv='Content-Security-Policy']").get_attribute("content")
+    assert meta == content_security_policy(config)
+    violated = g.page.evaluate("""() => new Promise((done) => {
+        document.addEventListener('securitypolicyviolation', (e) => done(e.violatedDirective));
+        const s = document.createElement('script'); s.textContent = 'window.__inline = 1'; document.body.append(s);
+        setTimeout(() => done(null), 0); })""")
+    g.page.clock.run_for(10)
+    assert violated and violated.startswith("script-src")
+    assert g.page.evaluate("window.__inline") is None
+    g.close()
+
+
+def test_screenshots(browser, site, tmp_path):
+    """The grid on a phone and a desktop; BAKERY_SCREENSHOTS=docs writes the README's copies
+    (point BAKERY_SCREENSHOT_URL at a served real bake for those)."""
+    out = Path(os.environ.get("BAKERY_SCREENSHOTS", tmp_path))
+    url = os.environ.get("BAKERY_SCREENSHOT_URL", site)
+    for name, (width, height) in {"phone": (375, 812), "desktop": (1920, 1080)}.items():
+        g = WatchedPage(browser, url + "grid.html", width, height, paused=True)
+        Grid.wait_filled(g)
+        target = out / f"screenshot-grid-{name}.png"
+        g.page.screenshot(path=str(target))
+        assert target.stat().st_size > 5_000
+        assert g.problems == []
+        g.close()
