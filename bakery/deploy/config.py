@@ -169,7 +169,7 @@ def parse_s3(t: Table) -> S3Config | None:
         max_deletes=t.int("max_deletes", DEFAULT_MAX_DELETES, min=0),
         trust_state=t.bool("trust_state", False),
         exclude=t.str_list("exclude", []),
-        upload_last=t.str_list("upload_last", ["index.html"]),
+        upload_last=t.str_list("upload_last", ["index.html", "grid.html"]),
         cache_control=ordered_map(t, "cache_control", DEFAULT_CACHE_CONTROL),
         content_types={k.lower(): v for k, v in content_types.items()},
     )
