@@ -24,6 +24,7 @@ ACTIONS = {
     "text": "bakery.text.stage:run_text",
     "site": "bakery.site.build:run_site",
     "figures": "bakery.images.figures:run_figures",
+    "video": "bakery.video.stage:run_video",
     "serve": "bakery.site.serve:run_serve",
     "deploy-s3": "bakery.deploy.s3:run_deploy_s3",
     "deploy-rsync": "bakery.deploy.rsync:run_deploy_rsync",
@@ -134,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("figures", "contact sheet and truncation sweep of the configured model", action_runner("figures"))
     p.add_argument("--out", type=Path, default=None, help="output folder (default: build/figures)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the figures (default: 0)")
+    p = add("video", "latent-walk grid, style-mixing or circular-interpolation video as H.264 MP4",
+            action_runner("video"))
+    from bakery.video.stage import add_video_arguments
+
+    add_video_arguments(p)
+    p.set_defaults(config_optional=True)
     p = add("serve", "preview public/ on a local HTTP server", action_runner("serve"))
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
@@ -182,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbosity)
     redact_log_handlers(logging.getLogger("bakery"))
     try:
-        config = load_config(args.config)
+        # a command given its own --model needs no project
+        project_free = getattr(args, "config_optional", False) and getattr(args, "model", None) is not None
+        config = None if project_free else load_config(args.config)
         args.func(config, args)
     except BakeryError as exc:
         print(f"bakery: error: {redact(exc)}", file=sys.stderr)

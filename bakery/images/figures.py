@@ -84,6 +84,55 @@ def run_figures(config, args) -> None:
     psis = [p for _ in range(SWEEP_ROWS) for p in SWEEP_PSIS]
     sweep = render_many(renderer, seeds, psis, band.noise, batch)
     write_bytes_atomic(out_dir / "truncation-sweep.png", png_bytes(grid(sweep, len(SWEEP_PSIS), cell)))
+    write_style_mixing(renderer, first, band, batch, cell, out_dir)
     log.info("figures: wrote %s and %s (psi %s, noise %s for the sheet; psi %s across the sweep)",
              out_dir / "contact-sheet.png", out_dir / "truncation-sweep.png", band.psi, band.noise,
              ", ".join(f"{p:g}" for p in SWEEP_PSIS))
+
+
+# -- style mixing (the StyleGAN paper's Figure 3) --------------------------------------------
+
+MIX_TARGETS = 4  # rows: the faces that keep their other styles
+MIX_STYLES = 5   # columns: the faces whose styles are copied in
+
+
+def style_mixing(renderer, targets, styles, rows: range, psi: float, noise: str, batch: int):
+    """Top row: the style seeds; left column: the target seeds; cell (t, s): target t's W with
+    the `rows` of style s copied in (its noise stays the target's). Returns the cells in
+    row-major order ([(1 + T)·(1 + S), H, W, C] uint8, the top-left blank) and the mixed
+    ws [T, S, num_ws, w_dim]."""
+    from bakery.images.generator import seed_inputs
+    from bakery.video.frames import padded
+    from bakery.video.latents import mix_rows
+
+    gen = renderer.gen
+
+    def inputs(seeds):
+        pairs = [seed_inputs(gen, s, noise) for s in seeds]
+        return renderer.map(np.stack([z for z, _ in pairs]), np.full(len(seeds), psi, np.float32)), [n for _, n in pairs]
+
+    def synthesize(ws, noise_sets):
+        stacked = [np.stack([n[k] for n in noise_sets]) for k in range(len(gen.noise_shapes))]
+        return padded(lambda w, *ns: renderer.synthesize(w, list(ns))["uint8"], batch, ws, *stacked)
+
+    target_ws, target_noise = inputs(targets)
+    style_ws, style_noise = inputs(styles)
+    mixed = mix_rows(target_ws, style_ws, rows).transpose(1, 0, 2, 3)  # [T, S, ...]
+    top = synthesize(style_ws, style_noise)
+    rows_out = [np.zeros_like(top[:1]), top]
+    for t in range(len(targets)):
+        cells = synthesize(np.concatenate([target_ws[t:t + 1], mixed[t]]), [target_noise[t]] * (1 + len(styles)))
+        rows_out.append(cells)
+    return np.concatenate(rows_out), mixed
+
+
+def write_style_mixing(renderer, first: int, band, batch: int, cell: int, out_dir: Path) -> None:
+    from bakery.video.latents import named_rows
+
+    targets = list(range(first, first + MIX_TARGETS))
+    styles = list(range(first + MIX_TARGETS, first + MIX_TARGETS + MIX_STYLES))
+    rows = named_rows("coarse", renderer.gen.num_ws)
+    cells, _ = style_mixing(renderer, targets, styles, rows, band.psi, band.noise, batch)
+    write_bytes_atomic(out_dir / "style-mixing.png", png_bytes(grid(cells, 1 + MIX_STYLES, cell)))
+    log.info("figures: wrote %s (targets %s, styles %s, coarse W rows %d-%d)", out_dir / "style-mixing.png",
+             targets, styles, rows.start, rows.stop - 1)

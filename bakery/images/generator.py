@@ -122,17 +122,27 @@ class Renderer:
         # No input signature: one graph is traced per batch size (a run needs two at most, the
         # batch size and the last partial batch), since layers.per_image needs a static batch.
         self._run = tf.function(self._forward)
+        # The same two halves compiled apart, for callers that edit W between them (videos,
+        # style mixing); per-image ops keep the bits equal to the fused pass.
+        self._map = tf.function(self._mapping_half)
+        self._synthesize = tf.function(self._synthesis_half)
 
-    def _forward(self, z, psi, *noise):
+    def _mapping_half(self, z, psi):
         tf, gen = self.tf, self.gen
         w = gen.mapping(z)
         ws = tf.tile(w[:, None, :], [1, gen.num_ws, 1])
         # lerp(avg, w, t) with t = psi on the truncated rows and 1 elsewhere (NVIDIA's tflib.lerp)
         t = 1.0 + (psi[:, None, None] - 1.0) * self.row_mask
-        ws = gen.dlatent_avg + (ws - gen.dlatent_avg) * t
-        image = gen.synthesis(ws, list(noise))
-        uint8 = tf.saturate_cast(image * 127.5 + 128.0, tf.uint8)  # NVIDIA's convert_images_to_uint8
-        return ws, image, uint8
+        return gen.dlatent_avg + (ws - gen.dlatent_avg) * t
+
+    def _synthesis_half(self, ws, *noise):
+        image = self.gen.synthesis(ws, list(noise))
+        uint8 = self.tf.saturate_cast(image * 127.5 + 128.0, self.tf.uint8)  # NVIDIA's convert_images_to_uint8
+        return image, uint8
+
+    def _forward(self, z, psi, *noise):
+        ws = self._mapping_half(z, psi)
+        return (ws, *self._synthesis_half(ws, *noise))
 
     def render(self, z: np.ndarray, psi: np.ndarray, noise: list[np.ndarray]) -> dict[str, np.ndarray]:
         """z [N, z_dim], psi [N], noise[k] [N, r, r] → ws, image (NHWC float), uint8 (NHWC)."""
@@ -149,3 +159,19 @@ class Renderer:
         z = np.stack([zi for zi, _ in inputs])
         noise = [np.stack([ns[k] for _, ns in inputs]) for k in range(len(self.gen.noise_shapes))]
         return self.render(z, np.asarray(psis, np.float32), noise)
+
+    def map(self, z: np.ndarray, psi: np.ndarray) -> np.ndarray:
+        """Mapping half: z [N, z_dim], psi [N] → truncated ws [N, num_ws, w_dim]."""
+        tf = self.tf
+        with tf.device(self.device):
+            ws = self._map(tf.constant(np.asarray(z, np.float32)), tf.constant(np.asarray(psi, np.float32)))
+        return ws.numpy()
+
+    def synthesize(self, ws: np.ndarray, noise: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Synthesis half: ws [N, num_ws, w_dim], noise[k] [N, r, r] → image (NHWC float), uint8."""
+        tf = self.tf
+        with tf.device(self.device):
+            feeds = [tf.constant(np.asarray(ws, np.float32))]
+            feeds += [tf.constant(np.asarray(n, np.float32)[..., None]) for n in noise]
+            image, uint8 = self._synthesize(*feeds)
+        return {"image": image.numpy(), "uint8": uint8.numpy()}

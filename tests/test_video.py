@@ -1,0 +1,233 @@
+"""`bakery video`: W-space rendering, the four kinds of video on the fixture checkpoint
+(frame count, size, fps, codec checked on the decoded MP4), loop seamlessness, style mixing
+on W, equal circular steps, determinism, resume after a crash, bad options, and the
+style-mixing figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bakery.cli import main
+from images_helpers import SG2_PKL
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+MODEL = ["--model", str(SG2_PKL)]
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
+
+    return Renderer(load_generator(SG2_PKL).generator)
+
+
+def decode(path):
+    """MP4 → (metadata, frames [N, H, W, 3] uint8), through the same ffmpeg."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return meta, np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
+
+
+def rms(a, b) -> float:
+    return float(np.sqrt(np.mean(np.square(a.astype(np.float64) / 255 - b.astype(np.float64) / 255))))
+
+
+def video(tmp_path, *options, name="v.mp4"):
+    out = tmp_path / name
+    assert main(["-q", "video", *options, *MODEL, "--out", str(out)]) == 0
+    return decode(out)
+
+
+# -- W-space rendering -----------------------------------------------------------------------
+
+def test_mapping_then_synthesis_gives_the_fused_pass_bits_at_any_batch(renderer):
+    from bakery.images.generator import seed_inputs
+
+    seeds, psis = [0, 1, 2, 3], np.array([0.7, 1.0, -0.5, 1.2], np.float32)
+    fused = renderer.render_seeds(seeds, psis, ["seeded"] * 4)
+    inputs = [seed_inputs(renderer.gen, s, "seeded") for s in seeds]
+    z = np.stack([i[0] for i in inputs])
+    noise = [np.stack([i[1][k] for i in inputs]) for k in range(len(renderer.gen.noise_shapes))]
+    ws = renderer.map(z, psis)
+    np.testing.assert_array_equal(ws, fused["ws"])
+    for batch in (1, 4):
+        parts = [renderer.synthesize(ws[i:i + batch], [n[i:i + batch] for n in noise])
+                 for i in range(0, 4, batch)]
+        np.testing.assert_array_equal(np.concatenate([p["image"] for p in parts]), fused["image"])
+        np.testing.assert_array_equal(np.concatenate([p["uint8"] for p in parts]), fused["uint8"])
+
+
+# -- the latent maths --------------------------------------------------------------------------
+
+def test_smoothed_walk_loops_and_has_unit_rms():
+    from bakery.video.latents import smooth_walk
+
+    walk = smooth_walk(np.random.RandomState(5), 200, (3, 16), sigma=10.0)
+    assert walk.shape == (200, 3, 16) and walk.dtype == np.float32
+    assert abs(np.sqrt(np.mean(np.square(walk))) - 1.0) < 1e-5
+    steps = np.linalg.norm(np.diff(walk, axis=0), axis=-1)
+    wrap = np.linalg.norm(walk[0] - walk[-1], axis=-1)
+    assert (wrap <= steps.max(axis=0)).all()  # the last → first step is an ordinary step
+    # unsmoothed white noise would jump ~sqrt(2·16) per step; smoothed it creeps
+    assert steps.mean() < 0.2 * np.sqrt(2 * 16)
+    np.testing.assert_array_equal(walk, smooth_walk(np.random.RandomState(5), 200, (3, 16), sigma=10.0))
+
+
+def test_named_and_parsed_rows():
+    from bakery.errors import BakeryError
+    from bakery.video.latents import named_rows, parse_rows
+
+    assert (named_rows("coarse", 14), named_rows("middle", 14), named_rows("fine", 14)) == \
+        (range(0, 4), range(4, 8), range(8, 14))
+    assert named_rows("fine", 8) == range(4, 8)  # a 32 px model has no 64² rows
+    assert parse_rows("2-5", 10) == range(2, 6) and parse_rows("9", 10) == range(9, 10)
+    for bad in ("5-2", "0-10", "x", "-1-3"):
+        with pytest.raises(BakeryError, match="--rows"):
+            parse_rows(bad, 10)
+
+
+# -- the videos ----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_grid_video_size_fps_codec_seamless_loop_and_determinism(tmp_path):
+    options = ["grid", "--seconds", "1.2", "--fps", "10", "--smoothing", "0.2", "--seed", "3",
+               "--batch-size", "4"]
+    meta, frames = video(tmp_path, *options)
+    assert frames.shape == (12, 128, 128, 3)  # 2x2 cells of 64 px, 1.2 s × 10 fps
+    assert meta["fps"] == 10 and meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
+    steps = [rms(a, b) for a, b in zip(frames, frames[1:])]
+    assert min(steps) > 0.002  # it moves
+    assert rms(frames[-1], frames[0]) <= 1.5 * max(steps)  # and the loop has no jump
+    assert not list(tmp_path.glob(".*"))  # no chunk folder or temp left
+    _, again = video(tmp_path, *options, name="again.mp4")
+    np.testing.assert_array_equal(again, frames)  # same seed and options → same frames
+    _, other = video(tmp_path, *options[:-3], "4", "--batch-size", "4", name="other.mp4")
+    assert rms(other[0], frames[0]) > 0.01  # another seed, another walk
+
+
+@pytest.mark.slow
+def test_a_crash_resumes_from_the_encoded_chunks(tmp_path, monkeypatch):
+    import bakery.video.encode as encode
+    from bakery.video.frames import GridWalk
+
+    monkeypatch.setattr(encode, "CHUNK_SECONDS", 0.4)  # 4 frames a chunk at 10 fps
+    options = ["grid", "--grid", "1x1", "--seconds", "1.2", "--fps", "10", "--batch-size", "2"]
+    rendered, crash = [], {"at": 8}
+    real = GridWalk.render_frames
+
+    def crash_in_third_chunk(self, start, stop):
+        if start >= crash["at"]:
+            raise KeyboardInterrupt  # as if killed mid-chunk
+        rendered.append((start, stop))
+        return real(self, start, stop)
+
+    monkeypatch.setattr(GridWalk, "render_frames", crash_in_third_chunk)
+    out = tmp_path / "walk.mp4"
+    assert main(["-q", "video", *options, *MODEL, "--out", str(out)]) == 130
+    parts = tmp_path / ".walk.mp4.parts"
+    assert not out.exists() and sorted(p.name for p in parts.glob("chunk-*")) == ["chunk-00000.mp4", "chunk-00001.mp4"]
+    assert not list(parts.glob(".tmp-*"))
+    rendered[:], crash["at"] = [], 10 ** 6
+    assert main(["-q", "video", *options, *MODEL, "--out", str(out)]) == 0
+    assert rendered == [(8, 10), (10, 12)]  # only the missing chunk was rendered
+    assert not parts.exists()
+    monkeypatch.setattr(GridWalk, "render_frames", real)
+    _, resumed = decode(out)
+    _, whole = video(tmp_path, *options, name="whole.mp4")
+    np.testing.assert_array_equal(resumed, whole)
+
+
+def test_style_mixing_changes_only_the_chosen_w_rows(renderer):
+    from bakery.video.frames import Look, StyleMix
+    from bakery.video.latents import named_rows
+
+    look = Look(seed=7, psi=0.7, noise="const", size=64, batch=6, frames=5, fps=10)
+    for rows in (named_rows("coarse", 10), named_rows("fine", 10), range(3, 6)):
+        kind = StyleMix(renderer, look, [1, 2], rows, smoothing=0.5)
+        source, mixed = kind.ws(0, 5)
+        outside = [r for r in range(10) if r not in rows]
+        for f in range(5):
+            for t in range(2):
+                np.testing.assert_array_equal(mixed[f, t][outside], kind.target_ws[t][outside])
+                np.testing.assert_array_equal(mixed[f, t][list(rows)], source[f][list(rows)])
+        assert np.abs(np.diff(source[:, rows.start], axis=0)).max() > 0  # the source walks
+
+
+@pytest.mark.slow
+def test_coarse_and_fine_videos_keep_the_targets_fixed(tmp_path):
+    for kind in ("coarse", "fine"):
+        meta, frames = video(tmp_path, kind, "--targets", "1,2", "--seconds", "0.6", "--fps", "10", "--smoothing", "0.1",
+                             "--batch-size", "3", name=f"{kind}.mp4")
+        assert frames.shape == (6, 128, 192, 3) and meta["fps"] == 10  # 2 rows × (source + 2 targets)
+        top, bottom = frames[:, :64, 64:], frames[:, 64:, :]
+        assert max(rms(t, top[0]) for t in top) < 0.01  # the targets stay put
+        assert max(rms(b, bottom[0]) for b in bottom) > 0.005  # the source and the mixes move
+
+
+@pytest.mark.slow
+def test_circular_steps_have_equal_mse(tmp_path, renderer):
+    """Bound: the largest step's MSE within 1.5× the smallest (measured ~1.1×); evenly spaced
+    angles on the same circle give ~3.5× (MSE), so the planning is what does it."""
+    from bakery.video.frames import CircularWalk, Look
+    from bakery.video.latents import loop_distances
+
+    meta, frames = video(tmp_path, "circular", "--seconds", "1.2", "--fps", "10", "--crf", "10",
+                         "--batch-size", "4")
+    assert frames.shape == (12, 64, 64, 3) and meta["fps"] == 10
+    mse = loop_distances(frames) ** 2  # every step, the last → first one included
+    assert mse.max() <= 1.5 * mse.min(), mse
+    kind = CircularWalk(renderer, Look(seed=0, psi=0.7, noise="const", size=64, batch=4, frames=12, fps=10), 0.5)
+    even = loop_distances(kind.images_at(np.arange(12) / 12)) ** 2
+    assert even.max() > 2.5 * even.min()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["grid", "--grid", "0x2"], "--grid: columns and rows must be 1 to 8"),
+    (["grid", "--grid", "big"], "--grid: expected COLSxROWS"),
+    (["grid", "--rows", "0-3"], "--rows applies to `video coarse|fine` only"),
+    (["circular", "--smoothing", "1"], "--smoothing applies to"),
+    (["grid", "--seconds", "0"], "--seconds must be positive"),
+    (["grid", "--fps", "0"], "--fps must be between 1 and 120"),
+    (["grid", "--psi", "3"], "--psi must be between -2.0 and 2.0"),
+    (["grid", "--out", "x.avi"], "must end in .mp4"),
+    (["coarse", "--targets", "3-1"], "--targets: '3-1' is not a range"),
+    (["grid", "--size", "63"], "--size must be an even number of px from 16 to the model's 64"),
+    (["fine", "--rows", "2-10"], "--rows: rows '2-10' must satisfy 0 ≤ A ≤ B ≤ 9"),
+])
+def test_bad_options_give_one_clear_line(tmp_path, capsys, options, message):
+    out = tmp_path / "v.mp4"
+    # the options under test come last, so they override these defaults
+    argv = ["-q", "video", options[0], *MODEL, "--seconds", "0.2", "--fps", "10", "--out", str(out), *options[1:]]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_missing_model_and_project_free_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no content/site.toml here: --model needs no project
+    assert main(["-q", "video", "grid", "--model", "nope.pkl"]) == 1
+    assert capsys.readouterr().err.strip() == "bakery: error: --model nope.pkl: file not found"
+
+
+# -- the style-mixing figure -----------------------------------------------------------------
+
+def test_style_mixing_figure_layout_and_w_rows(renderer):
+    from bakery.images.figures import style_mixing
+
+    cells, mixed = style_mixing(renderer, [0, 1], [2, 3, 4], range(0, 4), 0.7, "const", batch=4)
+    assert cells.shape == (3 * 4, 64, 64, 3) and mixed.shape == (2, 3, 10, 128)
+    assert not cells[0].any()  # the top-left corner is blank
+    alone = renderer.render_seeds([0, 1, 2, 3, 4], [0.7] * 5, ["const"] * 5)
+    np.testing.assert_array_equal(cells[1:4], alone["uint8"][2:])  # top row: the styles
+    np.testing.assert_array_equal(cells[4], alone["uint8"][0])  # left column: the targets
+    np.testing.assert_array_equal(cells[8], alone["uint8"][1])
+    np.testing.assert_array_equal(mixed[1, 2, 4:], alone["ws"][1, 4:])  # fine rows: the target's
+    np.testing.assert_array_equal(mixed[1, 2, :4], alone["ws"][4, :4])  # coarse rows: the style's
+    assert rms(cells[5], cells[4]) > 0.005 and rms(cells[5], cells[1]) > 0.005  # a real mix
