@@ -11,6 +11,7 @@ from pathlib import Path
 from bakery import __version__
 from bakery.config import DEFAULT_CONFIG, load_config
 from bakery.errors import BakeryError, StageFailures
+from bakery.lock import LOCKED_COMMANDS, locked_command
 from bakery.progress import setup_logging
 
 log = logging.getLogger("bakery")
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(func=func)
+        if name in LOCKED_COMMANDS:
+            p.add_argument("--wait", action="store_true",
+                           help="if another bakery run holds this project, wait for it instead of exiting")
         return p
 
     p = add("bake", "run every enabled stage in order: images → text → site", run_bake)
@@ -172,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbosity)
     try:
         config = load_config(args.config)
-        args.func(config, args)
+        with locked_command(config, args, argv):
+            args.func(config, args)
     except BakeryError as exc:
         print(f"bakery: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -20,6 +20,7 @@ import jinja2
 from bakery.errors import BakeryError
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_atomic, write_text_atomic
 from bakery.progress import progress
+from bakery.verify import verified_pair_ids
 
 log = logging.getLogger("bakery.site")
 
@@ -203,7 +204,7 @@ def build_site(config, quiet: bool = False) -> SiteReport:
     remove_stale_temps(public)
     images = ids_in(public, IMAGE_RE)
     snippets = ids_in(text_dir(config), SNIPPET_RE)
-    ids = sorted(images.keys() & snippets.keys())
+    ids = verified_pair_ids(config, images, snippets)  # only files still as their stage wrote them
     publish_snippets(config, ids, snippets, quiet)
 
     css_href = write_asset(public, "style.css", compile_css(static))
