@@ -51,6 +51,7 @@ def _open_locked(path: Path, wait: bool) -> int:
     worthless, so the fd's file must still be the one at `path`."""
     announced = False
     while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,7 +77,6 @@ def _open_locked(path: Path, wait: bool) -> int:
 def project_lock(build_dir: Path, command: str, wait: bool = False) -> Iterator[None]:
     """Hold build_dir/bakery.lock for the block; raises LockHeld if another run holds it."""
     created = not build_dir.exists()
-    build_dir.mkdir(parents=True, exist_ok=True)
     path = build_dir / LOCK_NAME
     fd = _open_locked(path, wait)
     try:

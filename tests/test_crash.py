@@ -42,23 +42,56 @@ def reference(tmp_path_factory):
     return root, model, project_state(root / "reference")
 
 
+# stage → (output folder, file name pattern, manifest, manifest key, journal)
+OUTPUTS = {
+    "generate": ("build/raw", "example-{}.png", "build/raw/manifest.json", "images", "build/raw/journal.jsonl"),
+    "upscale": ("build/upscaled", "example-{}.png", "build/upscaled/manifest.json", "done",
+                "build/upscaled/journal.jsonl"),
+    "compress": ("public", "example-{}.jpg", "build/compress/manifest.json", "done", "build/compress/journal.jsonl"),
+    "text": ("build/text", "snippet-{}.txt", "build/text/manifest.json", "snippets", "build/text/journal.jsonl"),
+}
+
+
+def recorded_outputs(project) -> dict[str, int]:
+    """Every output its stage has recorded (manifest or journal) → its mtime_ns."""
+    from bakery.verify import stage_records
+
+    found = {}
+    for folder, name, manifest, key, journal in OUTPUTS.values():
+        records = stage_records(project / manifest, key, project / journal) or {}
+        for i in records:
+            path = project / folder / name.format(i)
+            if path.is_file():
+                found[path.relative_to(project).as_posix()] = path.stat().st_mtime_ns
+    return found
+
+
 def test_sigkill_at_every_stage_then_rerun_equals_uninterrupted_bake(reference, tmp_path):
     root, model, expected = reference
     config = tiny_bake_project(tmp_path / "killed", model, ids="0-5")
     project = tmp_path / "killed"
-    figures = []
-    for point in KILL_POINTS:
+    figures, recorded = [], {}
+    for point in KILL_POINTS + (None,):
         started = time.monotonic()
         result = bakery_process(config, "bake", kill_at=point)
-        figures.append(f"{point}: killed after {time.monotonic() - started:.1f} s")
+        figures.append(f"{point or 'final rerun'}: {'killed after' if point else 'done in'} "
+                       f"{time.monotonic() - started:.1f} s")
+        # item 6: nothing recorded before the kill was done again by this run
+        now = recorded_outputs(project)
+        assert [p for p, mtime in recorded.items() if now.get(p) != mtime] == [], point
+        recorded = now
+        if point is None:
+            break
         assert result.returncode == -signal.SIGKILL, f"{point} was never reached: {result.stderr}"
-        if point.startswith("rename:"):  # killed mid-write: the temp file is there
-            assert list(project.rglob(f".tmp-{point.split(':')[1]}.*")), point
-    started = time.monotonic()
-    final = bakery_process(config, "bake")
-    figures.append(f"final rerun: {time.monotonic() - started:.1f} s")
+        stage, _, item = point.partition(":")
+        if stage == "rename":  # killed mid-write: the temp file is there
+            assert list(project.rglob(f".tmp-{item}.*")), point
+        else:  # killed with the output in place and not yet recorded
+            folder, name = OUTPUTS[stage][:2]
+            assert (project / folder / name.format(item)).is_file()
+            assert f"{folder}/{name.format(item)}" not in recorded
     print("\n" + "\n".join(figures))
-    assert final.returncode == 0, final.stderr
+    assert result.returncode == 0, result.stderr
     got = project_state(project)
     assert not [p for p in got if "/.tmp-" in p or p.endswith("journal.jsonl")]
     assert differences(expected, got) == []
@@ -68,8 +101,8 @@ def damage(path, how: str) -> None:
     data = path.read_bytes()
     if how == "truncate":
         path.write_bytes(data[: len(data) // 2])
-    elif how == "alter":  # same size, one byte changed: only a hash notices
-        middle = len(data) // 2
+    elif how == "alter":  # same size, one ASCII letter changed (still UTF-8): only a hash notices
+        middle = next((i for i in range(len(data) // 2, len(data)) if data[i:i + 1].isalpha()), len(data) // 2)
         swap = b"x" if data[middle:middle + 1] != b"x" else b"y"
         path.write_bytes(data[:middle] + swap + data[middle + 1:])
     elif path.suffix == ".txt":  # garbage that still reads as a snippet
