@@ -78,9 +78,9 @@ def compact_journal(manifest_path: Path, journal_path: Path, records: dict) -> N
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         data = None
-    if isinstance(data, dict):
+    if isinstance(data, dict):  # else keep the journal: it is replayed on every run until then
         write_json_atomic(manifest_path, {**data, "images": records})
-    journal_path.unlink(missing_ok=True)
+        journal_path.unlink(missing_ok=True)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

@@ -154,7 +154,7 @@ def run_text(config, args) -> None:
     recorded = recorded_snippets(previous, out_dir / JOURNAL_NAME)
     todo = [i for i in ids if not is_done(snippet_path(config, i), recorded.get(str(i)))]
     if not todo:
-        if (out_dir / JOURNAL_NAME).exists():  # a killed run's last records: into the manifest
+        if previous and (out_dir / JOURNAL_NAME).exists():  # a killed run's last records: into the manifest
             write_json_atomic(manifest_path, {**previous, "snippets": recorded})
             (out_dir / JOURNAL_NAME).unlink()
         log.info("text: all %d snippets already done in %s", len(ids), out_dir)
