@@ -11,6 +11,7 @@ from pathlib import Path
 from bakery import __version__
 from bakery.config import DEFAULT_CONFIG, load_config
 from bakery.errors import BakeryError, StageFailures
+from bakery.lock import LOCKED_COMMANDS, locked_command
 from bakery.progress import setup_logging
 from bakery.redact import redact, redact_log_handlers
 
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help: str, func) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(func=func)
+        if name in LOCKED_COMMANDS:
+            p.add_argument("--wait", action="store_true",
+                           help="if another bakery run holds this project, wait for it instead of exiting")
         return p
 
     p = add("bake", "run every enabled stage in order: images → text → site", run_bake)
@@ -189,10 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbosity)
     redact_log_handlers(logging.getLogger("bakery"))
     try:
-        # a command given its own --model needs no project
+        # a command given its own --model needs no project (and so takes no project lock)
         project_free = getattr(args, "config_optional", False) and getattr(args, "model", None) is not None
-        config = None if project_free else load_config(args.config)
-        args.func(config, args)
+        if project_free:
+            args.func(None, args)
+        else:
+            config = load_config(args.config)
+            with locked_command(config, args, argv):
+                args.func(config, args)
     except BakeryError as exc:
         print(f"bakery: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from bakery.testhook import crash_point
+
 
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
@@ -27,6 +29,7 @@ def atomic_open(path: Path, mode: str = "wb", encoding: str | None = None) -> It
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
+        crash_point(f"rename:{path.name}")  # test hook: the temp file is whole, not yet renamed
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -82,7 +82,8 @@ def test_three_band_bake_writes_every_id_and_manifest(clean_run, tmp_path):
     assert manifest["model_sha256"] == hashlib.sha256(SG2_PKL.read_bytes()).hexdigest()
     assert manifest["images"]["5"] == {"seed": 5, "psi": 1.1, "noise": "seeded", "truncation_cutoff": None,
                                        "model_sha256": manifest["model_sha256"],
-                                       "bytes": (raw / "example-5.png").stat().st_size}
+                                       "bytes": (raw / "example-5.png").stat().st_size,
+                                       "sha256": hashlib.sha256((raw / "example-5.png").read_bytes()).hexdigest()}
     assert manifest["images"]["0"]["noise"] == "const"
     with Image.open(raw / "example-0.png") as img:
         assert img.size == (64, 64) and img.mode == "RGB"

@@ -261,3 +261,25 @@ def test_waifu2x_worker_processes(tmp_path):
         a = np.asarray(Image.open(tmp_path / "build" / "upscaled" / f"example-{i}.png")).astype(int)
         b = np.asarray(Image.open(tmp_path / "single" / "build" / "upscaled" / f"example-{i}.png")).astype(int)
         assert a.shape == (32, 40, 3) and np.abs(a - b).max() <= 1
+
+
+def test_truncated_altered_or_replaced_outputs_are_redone(tmp_path):
+    """Issue 10 item 2: a done output is verified (size + sha256) before it is skipped."""
+    toml = make_project(tmp_path, ids="0-5")
+    assert run(toml, "upscale") == 0 and run(toml, "compress") == 0
+    up, public = tmp_path / "build" / "upscaled", tmp_path / "public"
+    good = {p.name: p.read_bytes() for p in [*up.glob("example-*.png"), *public.glob("example-*.jpg")]}
+
+    def damage(path: Path, how: str) -> None:
+        data = path.read_bytes()
+        middle = len(data) // 2
+        path.write_bytes({"truncate": data[:middle],
+                          "alter": data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1:],
+                          "garbage": os.urandom(len(data))}[how])
+
+    for i, how in enumerate(("truncate", "alter", "garbage")):
+        damage(up / f"example-{i}.png", how)
+        damage(public / f"example-{i + 3}.jpg", how)
+    assert run(toml, "upscale") == 0 and run(toml, "compress") == 0
+    for path in [*up.glob("example-*.png"), *public.glob("example-*.jpg")]:
+        assert path.read_bytes() == good[path.name], path.name

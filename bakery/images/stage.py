@@ -1,11 +1,12 @@
 """`bakery generate`: render every configured seed to build/raw/example-{ID}.png, resumably.
 
 build/raw/manifest.json records, per ID, the checkpoint's sha256 and the seed, psi, noise
-mode and truncation cutoff it was rendered with, plus the PNG's size. A rerun skips IDs
-whose PNG and record match the config; an ID whose model, psi, noise mode or cutoff
-changed, or whose PNG is missing or the wrong size, is rendered again. PNGs are written
-atomically, so a kill -9 leaves whole files or none; the manifest is saved every few
-seconds and at the end, and an ID rendered but not yet recorded is simply redone.
+mode and truncation cutoff it was rendered with, plus the PNG's size and sha256. A rerun
+skips IDs whose PNG and record match the config; an ID whose model, psi, noise mode or
+cutoff changed, or whose PNG is missing, truncated or altered (size or sha256 differ), is
+rendered again. PNGs are written atomically, so a kill -9 leaves whole files or none; each
+one is recorded in build/raw/journal.jsonl as soon as it is written (bakery/journal.py),
+and the journal is compacted into the manifest at the start and end of a run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,13 +22,15 @@ import numpy as np
 from bakery.errors import BakeryError
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from bakery.images.config import EMBEDDED_MODEL, MAX_BATCH
+from bakery.journal import JOURNAL_NAME, Journal, replay
 from bakery.progress import progress
+from bakery.verify import record_of, verifies
 
 log = logging.getLogger("bakery.images")
 
 EMBEDDED_PATH = Path(__file__).resolve().parent / "data" / "demo_stylegan2_256.pkl"
 MANIFEST_VERSION = 1
-MANIFEST_SAVE_SECONDS = 5.0
+JOURNAL_HEADER = {"stage": "generate", "version": MANIFEST_VERSION}  # records carry their own settings
 
 
 def resolve_model(cfg) -> Path:
@@ -66,10 +68,19 @@ def load_manifest(path: Path) -> dict:
 def is_done(raw_dir: Path, image_id: int, record: dict | None, wanted: dict) -> bool:
     if not record or any(record.get(k) != v for k, v in wanted.items()):
         return False
+    return verifies(image_path(raw_dir, image_id), record)
+
+
+def compact_journal(manifest_path: Path, journal_path: Path, records: dict) -> None:
+    """Nothing to render, but a killed run's journal holds records: fold them into the
+    manifest (its other fields were written by that run before its journal was opened)."""
     try:
-        return image_path(raw_dir, image_id).stat().st_size == record.get("bytes")
-    except FileNotFoundError:
-        return False
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict):  # else keep the journal: it is replayed on every run until then
+        write_json_atomic(manifest_path, {**data, "images": records})
+        journal_path.unlink(missing_ok=True)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -80,11 +91,14 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_batch(raw_dir: Path, ids: list[int], pixels: np.ndarray) -> list[int]:
+def write_batch(raw_dir: Path, ids: list[int], pixels: np.ndarray, on_written=None) -> list[int]:
+    """Write each PNG and report it (ID, size + sha256) the moment it is in place."""
     sizes = []
     for image_id, image in zip(ids, pixels):
         data = encode_png(image)
         write_bytes_atomic(image_path(raw_dir, image_id), data)
+        if on_written is not None:
+            on_written(image_id, record_of(data))
         sizes.append(len(data))
     return sizes
 
@@ -106,12 +120,15 @@ def run_generate(config, args) -> None:
 
     sha256 = sha256_of(model_path)
     remove_stale_temps(raw_dir)
-    records = load_manifest(manifest_path)
+    journal_path = raw_dir / JOURNAL_NAME
+    records = {**load_manifest(manifest_path), **replay(journal_path, JOURNAL_HEADER)}
     wanted = {i: wanted_record(band, i, sha256, cfg.truncation_cutoff) for band in cfg.bands for i in band.ids}
     todo = [i for i, w in wanted.items() if not is_done(raw_dir, i, records.get(str(i)), w)]
     log.info("images: %d of %d to render (%d already done), model %s (sha256 %s…), batch %d",
              len(todo), len(wanted), len(wanted) - len(todo), model_path.name, sha256[:12], batch)
     if not todo:
+        if journal_path.exists():
+            compact_journal(manifest_path, journal_path, records)
         return
 
     from bakery.images.checkpoints import load_generator
@@ -130,8 +147,14 @@ def run_generate(config, args) -> None:
             "model_sha256": sha256, "generator": model.generator.kind,
             "resolution": model.generator.resolution, "images": records})
 
+    save_manifest()  # compacts a killed run's journal before the new one replaces it
+    journal = Journal(journal_path, JOURNAL_HEADER, "generate")
+
+    def written(image_id: int, record: dict) -> None:
+        records[str(image_id)] = {**wanted[image_id], **record}
+        journal.add(image_id, records[str(image_id)])
+
     bar = progress(None, desc="images", total=len(todo), unit="img", quiet=args.quiet)
-    last_save = time.monotonic()
     # One writer thread encodes and writes PNGs while TensorFlow renders the next batch.
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
@@ -140,21 +163,14 @@ def run_generate(config, args) -> None:
                 ids = todo[start:start + batch]
                 out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids])
                 if pending is not None:
-                    _record(records, wanted, *pending[0], pending[1].result())
-                    bar.update(len(pending[0][0]))
-                pending = ((ids,), writer.submit(write_batch, raw_dir, ids, out["uint8"]))
-                if time.monotonic() - last_save > MANIFEST_SAVE_SECONDS:
-                    save_manifest()
-                    last_save = time.monotonic()
+                    bar.update(len(pending.result()))
+                pending = writer.submit(write_batch, raw_dir, ids, out["uint8"], written)
             if pending is not None:
-                _record(records, wanted, *pending[0], pending[1].result())
-                bar.update(len(pending[0][0]))
+                bar.update(len(pending.result()))
         finally:
             bar.close()
+            writer.shutdown(wait=True)  # every written PNG is in `records` before the save
             save_manifest()
+            journal.remove()
     log.info("images: rendered %d image(s) into %s", len(todo), raw_dir)
 
-
-def _record(records: dict, wanted: dict, ids: list[int], sizes: list[int]) -> None:
-    for image_id, size in zip(ids, sizes):
-        records[str(image_id)] = {**wanted[image_id], "bytes": size}

@@ -24,6 +24,7 @@ from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_ato
 from bakery.progress import progress
 from bakery.site.downloads import human_size, write_downloads
 from bakery.site.files import IMAGE_RE, SNIPPET_RE, canonical_files
+from bakery.verify import verified_pair_ids
 
 log = logging.getLogger("bakery.site")
 
@@ -261,6 +262,7 @@ def build_site(config, quiet: bool = False, allow_empty: bool = False) -> SiteRe
     snippets = ids_in(text_dir(config), SNIPPET_RE)
     complete = sorted(images.keys() & snippets.keys())
     ids = in_bands(config, complete)
+    ids = verified_pair_ids(config, {i: images[i] for i in ids}, snippets)  # only files as their stage wrote them
     check_not_empty(ids, allow_empty)
     publish_snippets(config, ids, snippets, quiet)
 

@@ -1,9 +1,11 @@
 """`bakery text`: one cleaned snippet per ID → build/text/snippet-{ID}.txt, resumably.
 
 - IDs are config.images.ids (ID == seed), so every face gets its snippet.
-- A snippet file that exists with text in it is done and skipped; a missing, empty or
-  unreadable one is (re)generated. Files are written atomically, so a killed run leaves
-  only complete snippets (and at most a stray .tmp-* that the next run removes).
+- A snippet file that exists with text in it and still has the sha256 recorded when it was
+  written is done and skipped; a missing, empty, unreadable, truncated, altered or
+  unrecorded one is (re)generated. Files are written atomically, so a killed run leaves
+  only complete snippets (and at most a stray .tmp-* that the next run removes), and each
+  is recorded in build/text/journal.jsonl the moment it is written (bakery/journal.py).
 - A snippet that fails cleaning is resampled with the next sub-seed, up to
   text.max_attempts tries in all; those still failing are reported at the end
   (StageFailures, non-zero exit) while every other snippet is kept.
@@ -24,11 +26,14 @@ from pathlib import Path
 
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import remove_stale_temps, write_json_atomic, write_text_atomic
+from bakery.journal import JOURNAL_NAME, Journal, replay
 from bakery.progress import progress
 from bakery.text.config import StageConfig, TextConfig
+from bakery.verify import record_of, verifies
 
 log = logging.getLogger("bakery.text")
 MANIFEST_VERSION = 1
+JOURNAL_HEADER = {"stage": "text", "version": MANIFEST_VERSION}
 
 
 def text_dir(config) -> Path:
@@ -39,8 +44,11 @@ def snippet_path(config, snippet_id: int) -> Path:
     return text_dir(config) / f"snippet-{snippet_id}.txt"
 
 
-def is_done(path: Path) -> bool:
-    """A snippet counts as done when it holds readable, non-blank UTF-8 text."""
+def is_done(path: Path, record: dict | None) -> bool:
+    """A snippet counts as done when it is the file recorded at write time (size and sha256)
+    and holds readable, non-blank UTF-8 text."""
+    if not verifies(path, record):
+        return False
     try:
         return bool(path.read_text(encoding="utf-8").strip())
     except (OSError, UnicodeDecodeError):
@@ -123,6 +131,13 @@ def load_manifest(path: Path) -> dict:
     return data if isinstance(data, dict) and data.get("version") == MANIFEST_VERSION else {}
 
 
+def recorded_snippets(previous: dict, journal_path: Path) -> dict[str, dict]:
+    """Per-ID records of the manifest plus those a killed run journaled after its last save."""
+    snippets = previous.get("snippets")
+    snippets = {str(k): v for k, v in snippets.items() if isinstance(v, dict)} if isinstance(snippets, dict) else {}
+    return {**snippets, **replay(journal_path, JOURNAL_HEADER)}
+
+
 def chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -134,10 +149,14 @@ def run_text(config, args) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
     ids = list(config.images.ids)
-    todo = [i for i in ids if not is_done(snippet_path(config, i))]
     manifest_path = out_dir / "manifest.json"
     previous = load_manifest(manifest_path)
+    recorded = recorded_snippets(previous, out_dir / JOURNAL_NAME)
+    todo = [i for i in ids if not is_done(snippet_path(config, i), recorded.get(str(i)))]
     if not todo:
+        if previous and (out_dir / JOURNAL_NAME).exists():  # a killed run's last records: into the manifest
+            write_json_atomic(manifest_path, {**previous, "snippets": recorded})
+            (out_dir / JOURNAL_NAME).unlink()
         log.info("text: all %d snippets already done in %s", len(ids), out_dir)
         return
     log.info("text: %d of %d snippets to write (%s pipeline)", len(todo), len(ids), cfg.pipeline)
@@ -149,7 +168,7 @@ def run_text(config, args) -> None:
     pipeline = make_pipeline(cfg, backends)
     current = settings(cfg, backends)
     done_ids = set(ids) - set(todo)
-    entries = {k: v for k, v in previous.get("snippets", {}).items() if k.isdigit() and int(k) in done_ids}
+    entries = {k: v for k, v in recorded.items() if k.isdigit() and int(k) in done_ids}
     manifest = {"version": MANIFEST_VERSION, "settings": current, "snippets": entries, "failed": {}}
     earlier = previous.get("earlier_settings") or previous.get("settings")
     if done_ids and earlier and text_shaping(earlier) != text_shaping(current):
@@ -157,6 +176,7 @@ def run_text(config, args) -> None:
                     len(done_ids))
         manifest["earlier_settings"] = earlier
     write_json_atomic(manifest_path, manifest)
+    journal = Journal(out_dir / JOURNAL_NAME, JOURNAL_HEADER, "text")
 
     reasons: dict[int, list[str]] = {i: [] for i in todo}
     pending = todo
@@ -169,10 +189,12 @@ def run_text(config, args) -> None:
                 for outcome in pipeline.run([(i, attempt) for i in batch]):
                     i = outcome.snippet_id
                     if outcome.ok:
-                        write_text_atomic(snippet_path(config, i), outcome.cleaned.text + "\n")
+                        text = outcome.cleaned.text + "\n"
+                        write_text_atomic(snippet_path(config, i), text)
                         manifest["snippets"][str(i)] = {"attempts": attempt + 1, "seeds": list(outcome.seeds),
                                                         "chars": len(outcome.cleaned.text),
-                                                        "rejected": reasons[i]}
+                                                        "rejected": reasons[i], **record_of(text.encode("utf-8"))}
+                        journal.add(i, manifest["snippets"][str(i)])
                         written += 1
                     else:
                         log.debug("text: ID %d attempt %d rejected: %s", i, attempt + 1, outcome.cleaned.reason)
@@ -185,6 +207,7 @@ def run_text(config, args) -> None:
                 break
         manifest["failed"] = {str(i): reasons[i] for i in pending}
         write_json_atomic(manifest_path, manifest)
+        journal.remove()
 
     elapsed = time.monotonic() - started
     tokens = sum(getattr(b, "tokens_generated", 0) for b in {id(b): b for b in backends.values()}.values())

@@ -1,9 +1,11 @@
 """`bakery upscale` (build/raw → build/upscaled) and `bakery compress` (build/upscaled → public JPEGs).
 
 Both stages are resumable. An output counts as done when it exists, is at least as new as its
-source, and the stage's manifest says it was made with the current settings; a settings change
-(say upscale.noise or jpeg.quality) therefore redoes every image. Outputs are written
-atomically, so a killed run leaves complete files or none. A PNG that cannot be decoded is
+source, still has the size and sha256 recorded when it was written (a truncated, altered or
+replaced output is redone), and the stage's manifest says it was made with the current
+settings; a settings change (say upscale.noise or jpeg.quality) therefore redoes every image.
+Outputs are written atomically, so a killed run leaves complete files or none, and each is
+recorded in the stage's journal.jsonl the moment it is written (bakery/journal.py). A PNG that cannot be decoded is
 reported by ID and skipped; the others finish, then the stage raises StageFailures.
 """
 
@@ -14,7 +16,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,12 @@ from PIL import Image
 
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import atomic_open, remove_stale_temps, write_json_atomic
+from bakery.journal import JOURNAL_NAME, Journal, replay
 from bakery.progress import progress
+from bakery.verify import record_file, verifies
 
 log = logging.getLogger("bakery.upscale")
 PNG_LEVEL = 1  # build/upscaled is scratch space: fast zlib beats small files there
-MANIFEST_EVERY_S = 2.0
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError)
 
 
@@ -43,12 +45,13 @@ class Job:
 
 
 class Manifest:
-    """build/<stage>/manifest.json: the settings the outputs were made with and which IDs are done."""
+    """build/<stage>/manifest.json: the settings the outputs were made with and which IDs are done,
+    plus the journal beside it that records each output as it is written."""
 
-    def __init__(self, path: Path, settings: dict):
+    def __init__(self, path: Path, settings: dict, stage: str):
         self.path, self.settings = path, settings
-        self.done: dict[str, dict] = {}  # ID → {"bytes": output size, "source": [mtime_ns, size]}
-        self._written = 0.0
+        # ID → {"bytes": output size, "sha256": output hash, "source": [mtime_ns, size]}
+        self.done: dict[str, dict] = {}
         try:
             import json
 
@@ -60,19 +63,28 @@ class Manifest:
                          path, old.get("settings"), settings)
         except (OSError, ValueError, TypeError, AttributeError):
             pass  # no (readable) manifest: nothing counts as done
-        self.write()  # record the current settings before any new output appears
+        header = {"settings": settings}
+        journal_path = path.parent / JOURNAL_NAME
+        self.done.update(replay(journal_path, header))  # what a killed run finished
+        self.write()  # record the current settings (and compact the journal) before any new output
+        self.journal = Journal(journal_path, header, stage)
 
     def record(self, job: Job, size: int) -> None:
-        self.done[str(job.id)] = {"bytes": size, "source": job.source}
-        if time.monotonic() - self._written > MANIFEST_EVERY_S:
-            self.write()
+        """Called the moment job.dst is in place (from any thread)."""
+        entry = {**record_file(job.dst), "source": job.source}
+        self.done[str(job.id)] = entry
+        self.journal.add(job.id, entry)
+
+    def close(self) -> None:
+        """The end of a run: every record into the manifest, then the journal goes."""
+        self.write()
+        self.journal.remove()
 
     def forget(self, image_id: int) -> None:
         self.done.pop(str(image_id), None)
 
     def write(self) -> None:
-        write_json_atomic(self.path, {"settings": self.settings, "done": self.done})
-        self._written = time.monotonic()
+        write_json_atomic(self.path, {"settings": self.settings, "done": dict(self.done)})
 
 
 def source_signature(path: Path) -> list[int] | None:
@@ -102,7 +114,7 @@ def plan(ids: list[int], src_of, dst_of, manifest: Manifest) -> tuple[list[Job],
             dst_time = None
         fresh = source is None or (dst_time is not None and dst_time >= source[0]
                                    and entry is not None and entry.get("source") == source)
-        if entry is not None and dst_time is not None and fresh:
+        if entry is not None and dst_time is not None and fresh and verifies(job.dst, entry):
             done.append(job)
         elif source is None:
             manifest.forget(image_id)
@@ -181,8 +193,10 @@ class Upscaler:
 
             self.model = Waifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads)
 
-    def run(self, jobs: list[Job]) -> list[tuple[int, int | None, str | None]]:
-        """Upscale a batch; returns (id, output bytes or None, error or None) for each job."""
+    def run(self, jobs: list[Job], on_saved=None) -> list[tuple[int, int | None, str | None]]:
+        """Upscale a batch; returns (id, output bytes or None, error or None) for each job.
+        on_saved(job, size) is called as each output lands (in-process runs record it there)."""
+        on_saved = on_saved or (lambda job, size: None)
         results, loaded = [], []
         for job in jobs:
             try:
@@ -192,6 +206,7 @@ class Upscaler:
                 continue
             if self.method == "none":
                 results.append((job.id, link_or_copy(job.src, job.dst), None))
+                on_saved(job, results[-1][1])
             else:
                 loaded.append((job, img))
         if not loaded:
@@ -204,6 +219,7 @@ class Upscaler:
             bigger = [lanczos_2x(img) for _, img in loaded]
         for (job, img), out in zip(loaded, bigger):
             results.append((job.id, save_png(out, job.dst, img.info.get("icc_profile")), None))
+            on_saved(job, results[-1][1])
         return results
 
 
@@ -241,18 +257,18 @@ def run_upscale(config, args) -> None:
     raw_dir, out_dir = config.build_dir / "raw", config.build_dir / "upscaled"
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
-    manifest = Manifest(out_dir / "manifest.json", cfg.settings())
+    manifest = Manifest(out_dir / "manifest.json", cfg.settings(), "upscale")
     ids = list(config.images.ids)
     todo, done, failures = plan(ids, lambda i: raw_dir / f"example-{i}.png",
                                 lambda i: out_dir / f"example-{i}.png", manifest)
     for image_id, message in failures.items():
         log.error("upscale: ID %d: %s", image_id, message)
     log.info("upscale: %d images to do with %s, %d already done", len(todo), _describe(cfg), len(done))
-    if todo:
-        try:
+    try:
+        if todo:
             _upscale_jobs(cfg, todo, manifest, failures, quiet=args.quiet)
-        finally:
-            manifest.write()
+    finally:
+        manifest.close()
     size_report("upscale", [out_dir / f"example-{i}.png" for i in ids], "upscaled PNGs")
     finish("upscale", failures, len(ids))
 
@@ -278,24 +294,27 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
     bar = progress(None, desc="upscale", total=len(todo), unit="img", quiet=quiet)
     by_id = {job.id: job for job in todo}
 
-    def collect(results) -> None:
+    def collect(results, recorded: bool = True) -> None:
         for image_id, size, error in results:
             if error:
                 failures[image_id] = error
                 log.error("upscale: ID %d: %s", image_id, error)
-            else:
+            elif not recorded:  # from a worker process: recorded here, as its chunk returns
                 manifest.record(by_id[image_id], size)
             bar.update(1)
+
+    def run_here(chunk):
+        return upscaler.run(chunk, on_saved=manifest.record)
 
     try:
         if workers == 1:
             upscaler = Upscaler(*settings)
             if cfg.method == "waifu2x":
                 for chunk in chunks:
-                    collect(upscaler.run(chunk))
+                    collect(run_here(chunk))
             else:  # Pillow releases the GIL while it decodes, resizes and encodes
                 with cf.ThreadPoolExecutor(cpu_count()) as pool:
-                    for results in pool.map(upscaler.run, chunks):
+                    for results in pool.map(run_here, chunks):
                         collect(results)
         else:
             # spawn, not fork: TensorFlow's thread pools do not survive a fork
@@ -305,7 +324,7 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
                 futures = [pool.submit(_run_in_worker, chunk) for chunk in chunks]
                 try:
                     for future in cf.as_completed(futures):
-                        collect(future.result())
+                        collect(future.result(), recorded=False)
                 except cf.process.BrokenProcessPool:
                     raise BakeryError("upscale: a worker process died (out of memory?); "
                                       "rerun to continue, or lower upscale.workers / tile_size") from None
@@ -316,14 +335,16 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
 # --- compress -------------------------------------------------------------------------------
 
 
-def compress_one(job: Job, jpeg_cfg) -> tuple[int, int | None, str | None]:
+def compress_one(job: Job, jpeg_cfg, manifest: Manifest) -> tuple[int, int | None, str | None]:
     from bakery.upscale.jpeg import write_jpeg
 
     try:
         img = open_png(job.src)
     except BakeryError as exc:
         return job.id, None, str(exc)
-    return job.id, write_jpeg(img, job.dst, jpeg_cfg), None
+    size = write_jpeg(img, job.dst, jpeg_cfg)
+    manifest.record(job, size)  # in this worker thread, the moment the JPEG is in place
+    return job.id, size, None
 
 
 def run_compress(config, args) -> None:
@@ -331,7 +352,7 @@ def run_compress(config, args) -> None:
     src_dir, out_dir = config.build_dir / "upscaled", config.public_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
-    manifest = Manifest(config.build_dir / "compress" / "manifest.json", cfg.settings())
+    manifest = Manifest(config.build_dir / "compress" / "manifest.json", cfg.settings(), "compress")
     ids = list(config.images.ids)
     todo, done, failures = plan(ids, lambda i: src_dir / f"example-{i}.png",
                                 lambda i: out_dir / f"example-{i}.jpg", manifest)
@@ -339,19 +360,16 @@ def run_compress(config, args) -> None:
         log.error("compress: ID %d: %s", image_id, message)
     log.info("compress: %d images to encode (JPEG quality %d), %d already done", len(todo), cfg.quality, len(done))
     bar = progress(None, desc="compress", total=len(todo), unit="img", quiet=args.quiet)
-    by_id = {job.id: job for job in todo}
     try:
         # libjpeg-turbo and zlib run with the GIL released, so threads use every core
         with cf.ThreadPoolExecutor(cfg.workers or cpu_count()) as pool:
-            for image_id, size, error in pool.map(lambda job: compress_one(job, cfg), todo):
+            for image_id, size, error in pool.map(lambda job: compress_one(job, cfg, manifest), todo):
                 if error:
                     failures[image_id] = error
                     log.error("compress: ID %d: %s", image_id, error)
-                else:
-                    manifest.record(by_id[image_id], size)
                 bar.update(1)
     finally:
         bar.close()
-        manifest.write()
+        manifest.close()
     size_report("compress", [out_dir / f"example-{i}.jpg" for i in ids], "JPEGs")
     finish("compress", failures, len(ids))
