@@ -206,3 +206,33 @@ def test_conditional_bake_needs_a_class_per_band(tmp_path, capsys):
     config = project(tmp_path, ADA_BANDS.format(model=ADA_PKL, extra="class = 1"))
     assert main(["-q", "-c", str(config), "generate"]) != 0
     assert "images.bands[2].class: class 1: this model is not class-conditional" in capsys.readouterr().err
+
+
+def test_stylegan3_synthesis_dispatches_to_the_stylegan3_generator(monkeypatch):
+    """A generator whose synthesis has a SynthesisInput child goes to stylegan3.StyleGAN3(module, source)."""
+    import sys
+    import types
+
+    from bakery.images.checkpoints import torch_generator
+    from bakery.images.torch_pickle import TorchModule
+
+    made = []
+    fake = types.ModuleType("bakery.images.stylegan3")
+    fake.StyleGAN3 = lambda module, source: made.append((module, source)) or "sg3"
+    monkeypatch.setitem(sys.modules, "bakery.images.stylegan3", fake)
+    synthesis = TorchModule("SynthesisNetwork", {}, {}, {}, {"input": TorchModule("SynthesisInput", {}, {}, {})})
+    g = TorchModule("Generator", {}, {}, {}, {"synthesis": synthesis})
+    assert torch_generator(g, "x.pkl") == "sg3" and made == [(g, "x.pkl")]
+    with pytest.raises(CheckpointError, match="without a synthesis network"):
+        torch_generator(TorchModule("Discriminator", {}, {}, {}), "x.pkl")
+
+
+def test_band_class_and_noise_none_in_the_config(tmp_path):
+    from bakery.config import load_config
+    from bakery.errors import ConfigError
+
+    config = load_config(project(tmp_path, ADA_BANDS.format(model=ADA_PKL, extra="class = 2")))
+    assert [b.class_index for b in config.images.bands] == [None, None, 2]
+    assert [b.noise for b in config.images.bands] == ["const", "none", "seeded"]
+    with pytest.raises(ConfigError, match=r"bands\[2\].*class"):
+        load_config(project(tmp_path, ADA_BANDS.format(model=ADA_PKL, extra="class = -1")))
