@@ -68,10 +68,12 @@ def test_ada_fixture_parity_within_readme_tolerances(ada):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, architecture, c_dim", [
-    ("resnet_c0_r32", "resnet", 0), ("orig_c4_r16", "orig", 4), ("skip_c3_r16", "skip", 3)])
+    ("resnet_c0_r32", "resnet", 0), ("orig_c4_r16", "orig", 4), ("skip_c3_r16", "skip", 3),
+    ("sg3repo_skip_c2_r32", "skip", 2)])
 def test_variant_parity_with_nvidia_code(name, architecture, c_dim):
     """References made by NVIDIA's networks.py (make_references.py): resnet with a clamp that fires,
-    orig with a class label and wider mapping layers, skip with a class label."""
+    orig with a class label and wider mapping layers, skip with a class label, and a class-conditional
+    StyleGAN 2 of the stylegan3 repository (networks_stylegan2.py: flat init kwargs, default clamp 256)."""
     from bakery.images.checkpoints import load_generator
 
     gen = load_generator(VARIANTS / f"{name}.pkl").generator
