@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bakery.tables import Table
 
-NOISE_MODES = ("const", "seeded", "random")
+NOISE_MODES = ("const", "seeded", "random", "none")
 EMBEDDED_MODEL = "embedded"
 
 
@@ -25,6 +25,7 @@ class Band:
     last: int
     psi: float
     noise: str
+    class_index: int | None = None  # `class`: the label of a class-conditional model (NVIDIA's --class)
 
     @property
     def ids(self) -> range:
@@ -70,7 +71,7 @@ def parse_seed_range(t: Table, name: str) -> tuple[int, int]:
 def parse_band(t: Table, default_noise: str) -> Band:
     first, last = parse_seed_range(t, "seeds")
     band = Band(first, last, t.float("psi", min=-2.0, max=2.0),
-                t.str("noise", default_noise, choices=NOISE_MODES))
+                t.str("noise", default_noise, choices=NOISE_MODES), t.int("class", None, min=0))
     t.finish()
     return band
 

@@ -50,16 +50,17 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def render_many(renderer, seeds, psis, noise: str, batch: int) -> np.ndarray:
+def render_many(renderer, seeds, psis, noise: str, batch: int, class_index: int | None = None) -> np.ndarray:
     out = []
     for i in range(0, len(seeds), batch):
-        out.append(renderer.render_seeds(seeds[i:i + batch], psis[i:i + batch],
-                                         [noise] * len(seeds[i:i + batch]))["uint8"])
+        n = len(seeds[i:i + batch])
+        out.append(renderer.render_seeds(seeds[i:i + batch], psis[i:i + batch], [noise] * n,
+                                         classes=[class_index] * n)["uint8"])
     return np.concatenate(out)
 
 
 def run_figures(config, args) -> None:
-    from bakery.images.checkpoints import load_generator
+    from bakery.images.checkpoints import check_band_classes, load_generator
     from bakery.images.generator import Renderer
     from bakery.images.stage import resolve_model
 
@@ -72,17 +73,18 @@ def run_figures(config, args) -> None:
     gen = model.generator
     renderer = Renderer(gen, cfg.truncation_cutoff)
     band = cfg.bands[0]
+    check_band_classes(gen, cfg.bands[:1])  # the figures use the first band's class
     batch = getattr(args, "batch_size", None) or cfg.batch_size
     cell = min(gen.resolution, MAX_CELL)
     log.info("figures: %s %dpx model, seeds from %d → %s", gen.kind, gen.resolution, first, out_dir)
 
     seeds = list(range(first, first + SHEET_GRID * SHEET_GRID))
-    sheet = render_many(renderer, seeds, [band.psi] * len(seeds), band.noise, batch)
+    sheet = render_many(renderer, seeds, [band.psi] * len(seeds), band.noise, batch, band.class_index)
     write_bytes_atomic(out_dir / "contact-sheet.png", png_bytes(grid(sheet, SHEET_GRID, cell)))
 
     seeds = [s for s in range(first, first + SWEEP_ROWS) for _ in SWEEP_PSIS]
     psis = [p for _ in range(SWEEP_ROWS) for p in SWEEP_PSIS]
-    sweep = render_many(renderer, seeds, psis, band.noise, batch)
+    sweep = render_many(renderer, seeds, psis, band.noise, batch, band.class_index)
     write_bytes_atomic(out_dir / "truncation-sweep.png", png_bytes(grid(sweep, len(SWEEP_PSIS), cell)))
     write_style_mixing(renderer, first, band, batch, cell, out_dir)
     log.info("figures: wrote %s and %s (psi %s, noise %s for the sheet; psi %s across the sweep)",

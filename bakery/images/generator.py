@@ -17,7 +17,7 @@ import numpy as np
 
 from bakery.images.pickle_loader import CheckpointError, Network
 
-NOISE_MODES = ("const", "seeded", "random")
+NOISE_MODES = ("const", "seeded", "random", "none")
 
 
 class Generator:
@@ -25,6 +25,7 @@ class Generator:
 
     kind: str
     z_dim: int
+    c_dim: int = 0  # class-label size of a conditional generator (PyTorch snapshots); mapping(z, c)
     w_dim: int
     num_ws: int
     resolution: int
@@ -101,6 +102,8 @@ def seed_inputs(gen: Generator, seed: int, noise_mode: str,
     elif noise_mode == "random":  # TF1's randomize_noise=True: fresh every time, not reproducible
         fresh = fresh or np.random.default_rng()
         noise = [fresh.standard_normal((h, w), dtype=np.float32) for h, w in gen.noise_shapes]
+    elif noise_mode == "none":  # NVIDIA's PyTorch noise_mode='none': no noise at all
+        noise = [np.zeros((h, w), np.float32) for h, w in gen.noise_shapes]
     else:
         raise ValueError(f"unknown noise mode {noise_mode!r} (one of {', '.join(NOISE_MODES)})")
     return z, noise
@@ -127,9 +130,9 @@ class Renderer:
         self._map = tf.function(self._mapping_half)
         self._synthesize = tf.function(self._synthesis_half)
 
-    def _mapping_half(self, z, psi):
+    def _mapping_half(self, z, psi, c):
         tf, gen = self.tf, self.gen
-        w = gen.mapping(z)
+        w = gen.mapping(z, c) if gen.c_dim else gen.mapping(z)
         ws = tf.tile(w[:, None, :], [1, gen.num_ws, 1])
         # lerp(avg, w, t) with t = psi on the truncated rows and 1 elsewhere (NVIDIA's tflib.lerp)
         t = 1.0 + (psi[:, None, None] - 1.0) * self.row_mask
@@ -140,31 +143,38 @@ class Renderer:
         uint8 = self.tf.saturate_cast(image * 127.5 + 128.0, self.tf.uint8)  # NVIDIA's convert_images_to_uint8
         return image, uint8
 
-    def _forward(self, z, psi, *noise):
-        ws = self._mapping_half(z, psi)
+    def _forward(self, z, psi, c, *noise):
+        ws = self._mapping_half(z, psi, c)
         return (ws, *self._synthesis_half(ws, *noise))
 
-    def render(self, z: np.ndarray, psi: np.ndarray, noise: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """z [N, z_dim], psi [N], noise[k] [N, r, r] → ws, image (NHWC float), uint8 (NHWC)."""
+    def render(self, z: np.ndarray, psi: np.ndarray, noise: list[np.ndarray],
+               c: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """z [N, z_dim], psi [N], noise[k] [N, r, r] (c [N, c_dim]: one-hot classes of a
+        conditional generator) → ws, image (NHWC float), uint8 (NHWC)."""
         tf = self.tf
+        c = np.zeros((len(z), self.gen.c_dim), np.float32) if c is None else c
         with tf.device(self.device):
-            feeds = [tf.constant(np.asarray(z, np.float32)), tf.constant(np.asarray(psi, np.float32))]
+            feeds = [tf.constant(np.asarray(z, np.float32)), tf.constant(np.asarray(psi, np.float32)),
+                     tf.constant(np.asarray(c, np.float32))]
             feeds += [tf.constant(np.asarray(n, np.float32)[..., None]) for n in noise]
             ws, image, uint8 = self._run(*feeds)
         return {"ws": ws.numpy(), "image": image.numpy(), "uint8": uint8.numpy()}
 
-    def render_seeds(self, seeds, psis, noise_modes, fresh=None) -> dict[str, np.ndarray]:
-        """One batch: each seed with its own psi and noise mode."""
+    def render_seeds(self, seeds, psis, noise_modes, fresh=None, classes=None) -> dict[str, np.ndarray]:
+        """One batch: each seed with its own psi and noise mode (and class, for a conditional model)."""
         inputs = [seed_inputs(self.gen, s, m, fresh) for s, m in zip(seeds, noise_modes)]
         z = np.stack([zi for zi, _ in inputs])
         noise = [np.stack([ns[k] for _, ns in inputs]) for k in range(len(self.gen.noise_shapes))]
-        return self.render(z, np.asarray(psis, np.float32), noise)
+        c = class_labels(self.gen, classes if classes is not None else [None] * len(z))
+        return self.render(z, np.asarray(psis, np.float32), noise, c)
 
-    def map(self, z: np.ndarray, psi: np.ndarray) -> np.ndarray:
-        """Mapping half: z [N, z_dim], psi [N] → truncated ws [N, num_ws, w_dim]."""
+    def map(self, z: np.ndarray, psi: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """Mapping half: z [N, z_dim], psi [N] (c [N, c_dim] one-hot) → truncated ws [N, num_ws, w_dim]."""
         tf = self.tf
+        c = np.zeros((len(z), self.gen.c_dim), np.float32) if c is None else c
         with tf.device(self.device):
-            ws = self._map(tf.constant(np.asarray(z, np.float32)), tf.constant(np.asarray(psi, np.float32)))
+            ws = self._map(tf.constant(np.asarray(z, np.float32)), tf.constant(np.asarray(psi, np.float32)),
+                           tf.constant(np.asarray(c, np.float32)))
         return ws.numpy()
 
     def synthesize(self, ws: np.ndarray, noise: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -175,3 +185,20 @@ class Renderer:
             feeds += [tf.constant(np.asarray(n, np.float32)[..., None]) for n in noise]
             image, uint8 = self._synthesize(*feeds)
         return {"image": image.numpy(), "uint8": uint8.numpy()}
+
+
+def class_labels(gen: Generator, classes) -> np.ndarray:
+    """One-hot labels [N, c_dim] as NVIDIA's generate.py builds them (`label[:, class_idx] = 1`);
+    an unconditional generator takes no class, a conditional one needs one per image."""
+    c = np.zeros((len(classes), gen.c_dim), np.float32)
+    for i, k in enumerate(classes):
+        if gen.c_dim == 0 and k is not None:
+            raise CheckpointError(f"class {k}: this model is not class-conditional; remove the class")
+        if gen.c_dim > 0 and k is None:
+            raise CheckpointError(f"this model is class-conditional ({gen.c_dim} classes): every image "
+                                  f"needs a class (0-{gen.c_dim - 1})")
+        if k is not None:
+            if not 0 <= int(k) < gen.c_dim:
+                raise CheckpointError(f"class {k} is out of range: this model has classes 0-{gen.c_dim - 1}")
+            c[i, int(k)] = 1.0
+    return c

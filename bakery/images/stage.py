@@ -47,8 +47,11 @@ def image_path(raw_dir: Path, image_id: int) -> Path:
 
 
 def wanted_record(band, seed: int, sha256: str, cutoff) -> dict:
-    return {"seed": seed, "psi": band.psi, "noise": band.noise, "truncation_cutoff": cutoff,
-            "model_sha256": sha256}
+    record = {"seed": seed, "psi": band.psi, "noise": band.noise, "truncation_cutoff": cutoff,
+              "model_sha256": sha256}
+    if getattr(band, "class_index", None) is not None:  # only conditional models have one
+        record["class"] = band.class_index
+    return record
 
 
 def load_manifest(path: Path) -> dict:
@@ -131,14 +134,15 @@ def run_generate(config, args) -> None:
             compact_journal(manifest_path, journal_path, records)
         return
 
-    from bakery.images.checkpoints import load_generator
+    from bakery.images.checkpoints import check_band_classes, load_generator
     from bakery.images.generator import Renderer
 
     model = load_generator(model_path)
     if model.sha256 != sha256:
         raise BakeryError(f"images.model: {model_path} changed while the stage was starting; run it again")
+    check_band_classes(model.generator, cfg.bands)
     renderer = Renderer(model.generator, cfg.truncation_cutoff)
-    log.info("images: %s, %d px, %d W rows (truncating the first %d), on %s", model.generator.kind,
+    log.info("images: %s, %d px, %d W rows (truncating the first %d), on %s", model.description,
              model.generator.resolution, model.generator.num_ws, renderer.cutoff, renderer.device)
 
     def save_manifest():
@@ -161,7 +165,8 @@ def run_generate(config, args) -> None:
         try:
             for start in range(0, len(todo), batch):
                 ids = todo[start:start + batch]
-                out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids])
+                out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids],
+                                            classes=[wanted[i].get("class") for i in ids])
                 if pending is not None:
                     bar.update(len(pending.result()))
                 pending = writer.submit(write_batch, raw_dir, ids, out["uint8"], written)

@@ -1,4 +1,5 @@
-"""StyleGAN 2 (configs e/f, skip generator) in TensorFlow 2, built from an NVIDIA TF1 pickle.
+"""StyleGAN 2 in TensorFlow 2, built from an NVIDIA TF1 pickle (configs e/f, skip generator) or,
+through stylegan2_pytorch.py, from a stylegan2-ada-pytorch / stylegan3-repo snapshot.
 
 Maths as in NVIDIA's networks_stylegan2.py: stored weights carry no equalised-lr scale,
 so each is scaled once here at load time (`w / sqrt(fan_in)`, times lrmul in the mapping).
@@ -6,6 +7,10 @@ The modulated convolutions run "fused" like NVIDIA's default: for each image the
 and the demodulation factor scale the 3×3 kernel, which is far smaller than the
 activations it would otherwise take two passes over. They run one image at a time
 (see layers.per_image), so the batch size never changes an image's bits.
+
+What the PyTorch generators add is optional here and absent from TF1 pickles: activation
+clamping (`conv_clamp`), the `orig` and `resnet` architectures besides `skip`, and a class
+label (c) embedded into the mapping input.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ def modulated_conv(x, s, d, kernel, up: bool):
 
 class StyleGAN2(Generator):
     kind = "StyleGAN 2"
+    architecture = "skip"  # or "orig" / "resnet" (PyTorch snapshots only)
+    embed = None  # (weight, bias) of the class-label embedding when c_dim > 0
+    resnet_skips: list = []  # per block from 8 px: the 1×1 up-convolution of a resnet generator
 
     def __init__(self, gs: Network, source: str):
         kw = KwargChecker(gs, DEFAULTS, RUNTIME_ONLY, REQUIRED_VALUES, source).values
@@ -57,13 +65,7 @@ class StyleGAN2(Generator):
         self.num_ws = 2 * self.res_log2 - 2
         self.default_cutoff = self.num_ws  # G_main: truncation_cutoff=None means every layer
         self.channels = int(kw["num_channels"])
-        self.fir = fir_kernel(kw["resample_kernel"], gain=4.0)  # ×factor² for 2× upsampling
-        if self.fir.shape != (4, 4):
-            raise CheckpointError(f"{source}: resample_kernel={kw['resample_kernel']!r}: only 4-tap kernels are supported")
-        rgb_up = np.zeros((4, 4, self.channels, self.channels), np.float32)
-        for c in range(self.channels):  # the same FIR on every colour channel, no mixing
-            rgb_up[:, :, c, c] = self.fir[::-1, ::-1]
-        self.rgb_up = tf.constant(transposed_to_phases(rgb_up, offset=1))
+        self._set_resample_filter(kw["resample_kernel"])
         nf = lambda stage: int(np.clip(int(kw["fmap_base"] / (2.0 ** (stage * kw["fmap_decay"]))),
                                        kw["fmap_min"], kw["fmap_max"]))
         comps = gs.components
@@ -75,6 +77,18 @@ class StyleGAN2(Generator):
         self.dlatent_avg = tf.constant(top["dlatent_avg"])
         self._build_mapping(comps["mapping"].variables, kw, source)
         self._build_synthesis(comps["synthesis"].variables, nf, source)
+
+    def _set_resample_filter(self, taps) -> None:
+        self.fir = fir_kernel(taps, gain=4.0)  # ×factor² for 2× upsampling
+        if self.fir.shape != (4, 4):
+            raise CheckpointError(f"{self.source}: resample filter {np.shape(taps)}: only 4-tap filters are supported")
+        self.rgb_up = tf.constant(self.upsample_mix_kernel(np.eye(self.channels, dtype=np.float32)))
+
+    def upsample_mix_kernel(self, mix: np.ndarray) -> np.ndarray:
+        """Sub-pixel kernel of `upsample (zero-insert, pad 2/1, FIR ×4), then the 1×1 channel mix
+        mix [in, out]`: both linear and the FIR acts per channel, so they fold into one kernel."""
+        kernel_t = self.fir[::-1, ::-1, None, None] * np.asarray(mix, np.float64).T[None, None]
+        return transposed_to_phases(kernel_t, offset=1)
 
     # -- mapping: z → w -------------------------------------------------------------------
     def _build_mapping(self, v: dict, kw: dict, source: str) -> None:
@@ -94,8 +108,12 @@ class StyleGAN2(Generator):
             raise CheckpointError(f"{source}: mapping has variables this generator does not know: "
                                   f"{sorted(unused)[:3]} (labels or a different mapping network?)")
 
-    def mapping(self, z):
+    def mapping(self, z, c=None):
+        """z [N, z_dim] (and the one-hot class c [N, c_dim] of a conditional model) → w [N, w_dim]."""
         x = normalize_2nd_moment(z) if self.normalize_latents else z
+        if self.embed is not None:  # NVIDIA: concat(normalize(z), normalize(embed(c)))
+            y = normalize_2nd_moment(dense(c, *self.embed))
+            x = tf.concat([x, y], axis=1) if self.z_dim > 0 else y
         for w, b in self.mapping_layers:
             x = lrelu(dense(x, w, b), SQRT2)
         return x
@@ -125,21 +143,33 @@ class StyleGAN2(Generator):
 
     def _modconv(self, v, scope, cin, cout, src) -> dict:
         weight = expect_shape(v, f"{scope}/weight", (3, 3, cin, cout), src) / math.sqrt(9 * cin)
+        return self.modconv_layer(self._style(v, scope, cin, src), weight,
+                                  float(np.asarray(expect_shape(v, f"{scope}/noise_strength", (), src))),
+                                  expect_shape(v, f"{scope}/bias", (cout,), src), up=scope.endswith("Conv0_up"))
+
+    def modconv_layer(self, style, weight: np.ndarray, strength: float, bias: np.ndarray, up: bool,
+                      clamp: float | None = None, gain: float = SQRT2) -> dict:
+        """One modulated 3×3 conv layer: weight [3, 3, in, out] as TF1 lays it out, already scaled;
+        then noise·strength, bias, lrelu·gain and (PyTorch's conv_clamp) a clamp to ±clamp."""
         return dict(
-            style=self._style(v, scope, cin, src),
+            style=style,
             weight=tf.constant(weight.astype(np.float32)),
             # Σ_{kh,kw} w² per (in, out): demodulation factor = rsqrt(s² @ this)
             wsq=tf.constant(np.square(weight.astype(np.float64)).sum(axis=(0, 1)).astype(np.float32)),
-            weight_up=tf.constant(self._upsample_conv_kernel(weight)) if scope.endswith("Conv0_up") else None,
-            strength=float(np.asarray(expect_shape(v, f"{scope}/noise_strength", (), src))),
-            bias=tf.constant(expect_shape(v, f"{scope}/bias", (cout,), src)),
-            up=scope.endswith("Conv0_up"),
+            weight_up=tf.constant(self._upsample_conv_kernel(weight)) if up else None,
+            strength=strength, bias=tf.constant(np.asarray(bias, np.float32)), up=up, clamp=clamp, gain=gain,
         )
 
     def _torgb(self, v, scope, cin, src) -> dict:
         weight = expect_shape(v, f"{scope}/weight", (1, 1, cin, self.channels), src) / math.sqrt(cin)
-        return dict(style=self._style(v, scope, cin, src), weight=tf.constant(weight[0, 0].astype(np.float32)),
-                    bias=tf.constant(expect_shape(v, f"{scope}/bias", (self.channels,), src)))
+        return self.torgb_layer(self._style(v, scope, cin, src), weight[0, 0],
+                                expect_shape(v, f"{scope}/bias", (self.channels,), src))
+
+    @staticmethod
+    def torgb_layer(style, weight: np.ndarray, bias: np.ndarray, clamp: float | None = None) -> dict:
+        """Modulated 1×1 conv without demodulation, weight [in, out] already scaled, + bias, clamp."""
+        return dict(style=style, weight=tf.constant(np.asarray(weight, np.float32)),
+                    bias=tf.constant(np.asarray(bias, np.float32)), clamp=clamp)
 
     def _upsample_conv_kernel(self, weight: np.ndarray) -> np.ndarray:
         """TF1's upsample_conv_2d is a stride-2 transposed conv with the stored 3×3 kernel flipped
@@ -165,13 +195,13 @@ class StyleGAN2(Generator):
         kernel = layer["weight_up"] if layer["up"] else layer["weight"]
         x = modulated_conv(x, s, d, kernel, layer["up"])
         x = x + noise * layer["strength"]
-        return lrelu(x + layer["bias"], SQRT2)
+        return _clamp(lrelu(x + layer["bias"], layer["gain"]), layer["clamp"])
 
     def _to_rgb(self, x, w_row, layer):
         a, b = layer["style"]
         s = dense(w_row, a, b)
         y = conv1x1(x * s[:, None, None, :], layer["weight"])
-        return y + layer["bias"]
+        return _clamp(y + layer["bias"], layer["clamp"])
 
     def _upsample_image(self, y):
         """TF1's upsample_2d (zero-insert, pad 2/1, 4×4 FIR ×4) as one stride-2 transposed conv:
@@ -184,12 +214,16 @@ class StyleGAN2(Generator):
         n = tf.shape(ws)[0]
         x = tf.tile(self.const_input, [n, 1, 1, 1])
         x = self._layer(x, ws[:, 0], noise[0], self.layers[0])
-        y = self._to_rgb(x, ws[:, 1], self.torgbs[0])
+        y = self._to_rgb(x, ws[:, 1], self.torgbs[0]) if self.torgbs[0] is not None else None
         for i in range(1, self.res_log2 - 1):
             k = 2 * i - 1  # index of this block's Conv0_up among layers, W rows and noise inputs
+            skip = upsample_by_phases(x, self.resnet_skips[i - 1]) if self.architecture == "resnet" else None
             x = self._layer(x, ws[:, k], noise[k], self.layers[k])
             x = self._layer(x, ws[:, k + 1], noise[k + 1], self.layers[k + 1])
-            y = self._upsample_image(y) + self._to_rgb(x, ws[:, k + 2], self.torgbs[i])
+            x = x if skip is None else skip + x
+            if self.torgbs[i] is not None:  # every block in 'skip'; only the last in 'orig'/'resnet'
+                rgb = self._to_rgb(x, ws[:, k + 2], self.torgbs[i])
+                y = rgb if y is None else self._upsample_image(y) + rgb
         return y
 
     def flops_per_image(self) -> float:
@@ -200,6 +234,13 @@ class StyleGAN2(Generator):
             total += 2.0 * kh * kw * cin * cout * res * res  # a 3×3 conv per input pixel (NVIDIA's count)
             res = res * 2 if layer["up"] else res
         for i, layer in enumerate(self.torgbs):
+            if layer is None:
+                continue
             cin, cout = layer["weight"].shape
             total += 2.0 * cin * cout * (4 << i) ** 2
         return total
+
+
+def _clamp(x, limit: float | None):
+    """PyTorch's conv_clamp: clip activations to ±limit (None: no clamp, as in TF1 pickles)."""
+    return x if limit is None else tf.clip_by_value(x, -limit, limit)
