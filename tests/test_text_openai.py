@@ -20,19 +20,28 @@ from bakery.text.backends.openai_backend import RateLimiter, backoff_delay, pars
 from text_support import REPO, write_project
 
 KEY = "sk-test-0123456789-do-not-log"
-SENTENCES = [
-    "Akari inherits a bakery whose ovens open onto a different century every night.",
-    "The student council president is secretly the last pilot of a forgotten mecha.",
-    "A cat who speaks only in haiku leads Sora to the shrine behind the school.",
-    "Every idol in the group has the same dream about a burning lighthouse.",
-    "When the space colony's artificial sun flickers, the festival is cancelled for the first time.",
-    "Ren swears he will not fall in love with the transfer student, and fails by the second week.",
-]
+WHO = ["Akari", "Sora", "Ren", "the student council president", "a cat who speaks in haiku", "the new idol",
+       "Captain Hoshino", "the shrine maiden", "a retired mecha pilot", "the transfer student", "Professor Kuroda",
+       "the baker's daughter"]
+DOES = ["inherits", "discovers", "repairs", "steals", "guards", "loses", "paints", "rebuilds", "sells", "hides",
+        "follows", "dreams about"]
+WHAT = ["a bakery whose ovens open onto another century", "a forgotten mecha", "the last lighthouse",
+        "a festival lantern", "the colony's artificial sun", "a haunted vending machine", "a map of the moon",
+        "a violin made of glass", "the school's clock tower", "a train that runs only on Sundays",
+        "an umbrella that remembers rain", "a letter from the future"]
+WHERE = ["behind the school", "in Neo-Kyoto", "on the night of the summer festival", "before the exams",
+         "during the first snow", "under the harbour", "after the last train", "on a floating island",
+         "in the abandoned arcade", "at the edge of the desert", "inside the old library", "beyond the rice fields"]
 
 
 def story(seed: int) -> str:
-    rng = random.Random(seed)
-    return " ".join(rng.sample(SENTENCES, 4)) + " (Source: Test Server)"
+    """A different story per seed (four random sentences), so that real samples never look
+    like duplicates of each other."""
+    rng = random.Random(f"story {seed}")
+    sentences = [f"{rng.choice(WHO)} {rng.choice(DOES)} {rng.choice(WHAT)} {rng.choice(WHERE)} "
+                 f"for {rng.randint(2, 99)} days."
+                 for _ in range(4)]
+    return " ".join(s[0].upper() + s[1:] for s in sentences) + " (Source: Test Server)"
 
 
 class FakeOpenAI:
