@@ -123,7 +123,12 @@ class Table:
             path = Path(value).expanduser()
         except RuntimeError:  # "~nosuchuser/...": no such user, no home folder to expand
             raise self.error(name, f"cannot expand {value!r}: no such user's home folder") from None
-        return path if path.is_absolute() else self.root / path
+        path = path if path.is_absolute() else self.root / path
+        # The OS limits (NAME_MAX 255 bytes per name, PATH_MAX 4096): beyond them every use is an OSError.
+        if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in path.parts) \
+                or len(str(path).encode("utf-8", "surrogateescape")) > 4000:
+            raise self.error(name, "is too long a path for the file system (255 bytes per name at most)")
+        return path
 
     def table(self, name: str) -> "Table":
         value = self.raw(name, {})

@@ -338,13 +338,13 @@ def test_duplicates_of_snippets_kept_from_an_earlier_run(tmp_path, server):
 
 
 def test_extra_body_is_merged_into_every_request(tmp_path, server):
-    extra = 'extra_body = { top_k = 30, repetition_penalty = 1.1, generation_config = { do_sample = true } }'
+    extra = """extra_body = { top_k = 30, repetition_penalty = 1.1, generation_config = '{"do_sample": true}' }"""
     config = write_project(tmp_path, openai_toml(server.url, extra=extra), seeds="0-2")
     assert main(["-q", "-c", str(config), "text"]) == 0
     for entry in server.log:
         body = entry["body"]
         assert body["top_k"] == 30 and body["repetition_penalty"] == 1.1
-        assert body["generation_config"] == {"do_sample": True} and body["temperature"] == 0.9
+        assert body["generation_config"] == '{"do_sample": true}' and body["temperature"] == 0.9
     settings = json.loads((tmp_path / "build/text/manifest.json").read_text())["settings"]
     assert settings["stages"][0]["extra_body"]["top_k"] == 30  # it shapes the text: recorded
 

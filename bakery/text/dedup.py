@@ -117,7 +117,8 @@ def sampling_hint(cfg) -> str:
     if any(s.backend == "openai" for s in cfg.stages):
         return (f"the server at {cfg.openai.base_url} ignores the sampling parameters (seed, temperature, "
                 "top_p) and decodes greedily; send the options it needs in [text.openai] extra_body "
-                "(e.g. extra_body = { do_sample = true }, or top_k, generation_config), or use another server")
+                "(transformers serve: extra_body = { generation_config = '{\"do_sample\": true}' }; "
+                "see docs/text.md)")
     if stage.temperature == 0:
         return "temperature = 0 decodes greedily, so every ID gets the same text: raise temperature"
     return ("the model keeps writing the same text: raise temperature or top_p, or put {id} into the prompt")
