@@ -205,3 +205,13 @@ def test_archive_names_are_matched_whole_and_reserved_names_in_any_case(name):
 def test_overlapping_or_nested_folders_are_refused(tmp_path, capsys, toml, message):
     err = refused(tmp_path, capsys, toml)
     assert all(m in err for m in message), err
+
+
+def test_page_json_never_holds_non_finite_numbers(tmp_path):
+    from bakery.site.build import make_environment
+
+    (tmp_path / "t.html").write_text("{{ data | tojson }}")
+    template = make_environment(tmp_path).get_template("t.html")
+    assert "0.7" in template.render(data={"psi": 0.7})
+    with pytest.raises(ValueError):
+        template.render(data={"psi": math.nan})

@@ -124,6 +124,8 @@ def text_shaping(settings_entry: dict) -> list:
     """The settings minus what cannot change the text (batch size and device: rows are
     sampled independently)."""
     settings_entry = canonical(settings_entry)  # tuples and lists compare equal
+    if not isinstance(settings_entry, dict):  # a damaged manifest: unknown settings
+        return [settings_entry]
     stages = [{k: v for k, v in s.items() if k not in ("batch_size", "device")}
               for s in settings_entry.get("stages", []) if isinstance(s, dict)]
     return [settings_entry.get("pipeline"), stages, settings_entry.get("clean")]
