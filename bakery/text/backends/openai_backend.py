@@ -189,7 +189,7 @@ class OpenAIBackend:
                 raise RetryableError(f"HTTP {exc.code}{detail}",
                                      parse_retry_after(exc.headers.get("Retry-After"))) from None
             if exc.code == 404 and url not in self.answered:
-                raise BakeryError(not_found_message(url, self.cfg.base_url)) from None
+                raise BakeryError(not_found_message(url, self.cfg.base_url, detail)) from None
             raise BakeryError(f"text.openai: {url}: HTTP {exc.code}{detail}") from None
         except (TimeoutError, socket.timeout):
             raise RetryableError(f"no answer within {self.cfg.timeout_s:g}s") from None
@@ -204,10 +204,11 @@ class OpenAIBackend:
             raise RetryableError("the answer is not JSON") from None
 
 
-def not_found_message(url: str, base_url: str) -> str:
+def not_found_message(url: str, base_url: str, detail: str = "") -> str:
+    """The server's own words stay (an unknown model is a 404 at OpenAI too)."""
     hint = ("does base_url need /v1?" if not base_url.rstrip("/").endswith("/v1")
-            else "is base_url right, and does the server offer this endpoint (text.openai.endpoint)?")
-    return f"text.openai: the server answered 404 at {url}; {hint}"
+            else "is base_url right, and do the server and model offer this endpoint (text.openai.endpoint)?")
+    return f"text.openai: the server answered 404 at {url}{detail}; {hint}"
 
 
 def server_message(exc: urllib.error.HTTPError) -> str:
