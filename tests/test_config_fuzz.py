@@ -15,7 +15,6 @@ import random
 import shutil
 from pathlib import Path
 
-import pytest
 
 from bakery.cli import main
 from bakery.config import load_config
@@ -163,7 +162,6 @@ def test_valid_base_config_loads(tmp_path):
     assert check(project(tmp_path), BASE) == "ok"
 
 
-@pytest.mark.slow
 def test_fuzzed_configs_give_one_line_errors_and_never_accept_nan(tmp_path):
     path = project(tmp_path)
     rng = random.Random(20261203)
