@@ -6,6 +6,8 @@ key and what is wrong with it.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +28,41 @@ class Analytics:
 
     @property
     def origin(self) -> str:
-        from urllib.parse import urlsplit
+        """Rebuilt from the parsed host and port only: nothing else of the URL reaches the CSP."""
+        return script_origin(self.script)
 
-        parts = urlsplit(self.script)
-        return f"{parts.scheme}://{parts.netloc}"
+
+HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+# Path and query of a script URL: RFC 3986 characters minus those a CSP or an HTML attribute
+# gives meaning to (space, quotes, ';', ',', '*', '<', '>').
+URL_TAIL = re.compile(r"[A-Za-z0-9._~%/!$&()+=:@?-]*\Z")
+
+
+def script_origin(url: str) -> str:
+    """https://host[:port] of a strictly parsed https URL; ValueError says what is wrong."""
+    from urllib.parse import urlsplit
+
+    if not url.isascii() or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise ValueError("must be plain ASCII without spaces or control characters")
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise ValueError("must be an https:// URL")
+    if "@" in parts.netloc:
+        raise ValueError("must not contain user:password@")
+    host_port = parts.netloc
+    host, _, port = host_port.partition(":") if not host_port.startswith("[") else (host_port, "", "")
+    host = host.lower()
+    labels = host.split(".")
+    if len(host) > 253 or len(labels) < 2 or not all(HOST_LABEL.match(label) for label in labels) \
+            or labels[-1].isdigit():
+        raise ValueError(f"needs a valid host name (like cdn.example.com), got {host_port!r}")
+    if port and (not port.isdigit() or not 0 < int(port) < 65536 or port.startswith("0")):
+        raise ValueError(f"has an invalid port {port!r}")
+    if parts.fragment or "#" in url:
+        raise ValueError("must not have a #fragment")
+    if not URL_TAIL.match(parts.path + ("?" + parts.query if parts.query else "")):
+        raise ValueError("has characters a script URL does not need (quotes, ';', ',', '*', ...)")
+    return f"https://{host}" + (f":{port}" if port else "")
 
 
 @dataclass(frozen=True)
@@ -57,8 +90,10 @@ def parse_site(t: Table) -> SiteConfig:
     a = t.table("analytics")
     if a.data:
         script = a.str("script", allow_empty=False)
-        if urlsplit(script).scheme != "https" or not urlsplit(script).netloc:
-            raise a.error("script", f"must be an https:// URL, got {script!r}")
+        try:
+            script_origin(script)
+        except ValueError as exc:
+            raise a.error("script", f"{exc}, got {script!r}") from None
         attributes = a.str_map("attributes", {})
         for attr in attributes:
             if not attr.startswith("data-") or not attr[5:].replace("-", "").isalnum():
@@ -78,8 +113,48 @@ def parse_site(t: Table) -> SiteConfig:
         noscript_id=t.int("noscript_id", None, min=0),
         publish_model=t.bool("publish_model", False),
     )
+    for key in ("build_dir", "public_dir"):
+        check_output_dir(t, key, getattr(site, key))
+    check_disjoint_folders(t, site)
     t.finish()
     return site
+
+
+SYSTEM_FOLDERS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def check_output_dir(t: Table, key: str, path: Path) -> None:
+    """A folder the bakery writes into must be (or become) a real folder of its own, checked
+    here so that a bad value stops the run before any work instead of as a traceback."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise t.error(key, f"cannot resolve {path}: {exc}") from None
+    for system in SYSTEM_FOLDERS:
+        if resolved == system or system in resolved.parents:
+            raise t.error(key, f"{path} is inside {system}, a system folder: choose a project folder")
+    for candidate in [resolved, *resolved.parents]:
+        if os.path.lexists(candidate):
+            if not candidate.is_dir():
+                what = "is" if candidate == resolved else f"is inside {candidate}, which is"
+                raise t.error(key, f"{path} {what} a file, not a folder")
+            return
+
+
+def check_disjoint_folders(t: Table, site: "SiteConfig") -> None:
+    """build/, public/, static/ and templates/ must not overlap: public_dir = "build" would
+    publish the intermediates and the deploy state, a build inside static/ would ship it."""
+    keys = ("build_dir", "public_dir", "static_dir", "templates_dir")
+    folders = {key: getattr(site, key).resolve() for key in keys}
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            pa, pb = folders[a], folders[b]
+            if pa == pb:
+                raise t.error(b, f"is the same folder as site.{a} ({getattr(site, a)}): they must be separate")
+            if pa in pb.parents or pb in pa.parents:
+                inner, outer = (b, a) if pa in pb.parents else (a, b)
+                raise t.error(inner, f"{getattr(site, inner)} is inside site.{outer} "
+                                     f"({getattr(site, outer)}): the folders must not nest")
 
 
 @dataclass(frozen=True)
@@ -124,6 +199,10 @@ def load_config(path: Path | str = DEFAULT_CONFIG, root: Path | None = None) -> 
         raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+    except OSError as exc:  # a folder, unreadable, ...
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     root = (root or project_root_for(path)).resolve()
     top = Table(raw, "", path, root)
     sections: dict[str, Callable[[Table], Any]] = {

@@ -48,7 +48,9 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """allow_nan=False: NaN and inf are not JSON (browsers' JSON.parse refuses them), so a
+    non-finite number is a bug to stop at, before anything is written."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def sha256_file(path: Path) -> str:

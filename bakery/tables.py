@@ -9,6 +9,7 @@ must not silently fall back to a default.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,15 @@ class Table:
             return None  # type: ignore[return-value]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(name, f"must be a number, got {_describe(value)}")
+        self.check_finite(name, value)
         self._check_range(name, value, min, max)
         return float(value)
+
+    def check_finite(self, name: str, value) -> None:
+        """NaN passes every range check (all comparisons are false) and inf passes open ones:
+        the one check every float key goes through."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(name, f"must be a finite number, got {value}")
 
     def str_list(self, name: str, default: Any = _MISSING) -> tuple[str, ...]:
         value = self.raw(name, default)
@@ -100,12 +108,26 @@ class Table:
         value = self.str(name, default, allow_empty=False)
         if value is None:
             return None  # type: ignore[return-value]
-        path = Path(value).expanduser()
-        path = path if path.is_absolute() else self.root / path
+        path = self._to_path(name, value)
         if must_exist:
             ok = path.is_dir() if kind == "directory" else path.is_file()
             if not ok:
                 raise self.error(name, f"{kind} not found: {path}")
+        return path
+
+    def _to_path(self, name: str, value: str) -> Path:
+        """The path as the OS will see it; what it cannot name is a config error, not a crash."""
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise self.error(name, f"must not contain control characters (NUL, newline, ...), got {value!r}")
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError:  # "~nosuchuser/...": no such user, no home folder to expand
+            raise self.error(name, f"cannot expand {value!r}: no such user's home folder") from None
+        path = path if path.is_absolute() else self.root / path
+        # The OS limits (NAME_MAX 255 bytes per name, PATH_MAX 4096): beyond them every use is an OSError.
+        if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in path.parts) \
+                or len(str(path).encode("utf-8", "surrogateescape")) > 4000:
+            raise self.error(name, "is too long a path for the file system (255 bytes per name at most)")
         return path
 
     def table(self, name: str) -> "Table":

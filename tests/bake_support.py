@@ -15,10 +15,8 @@ from text_support import tiny_toml
 
 # Fields that legitimately differ between two bakes of the same config:
 # - "source": the input's [mtime_ns, size] (upscale, compress), a freshness check;
-# - build/bakery.lock: the holder's pid, command and start time;
-# - "earlier_settings" in build/text/manifest.json: written by every resumed text run until
-#   issue 10 item 1 (text settings compared in one canonical form, another branch) is merged.
-RUN_TO_RUN_KEYS = ("source", "earlier_settings")
+# - build/bakery.lock: the holder's pid, command and start time.
+RUN_TO_RUN_KEYS = ("source",)
 RUN_TO_RUN_FILES = ("build/bakery.lock",)
 
 

@@ -20,19 +20,28 @@ from bakery.text.backends.openai_backend import RateLimiter, backoff_delay, pars
 from text_support import REPO, write_project
 
 KEY = "sk-test-0123456789-do-not-log"
-SENTENCES = [
-    "Akari inherits a bakery whose ovens open onto a different century every night.",
-    "The student council president is secretly the last pilot of a forgotten mecha.",
-    "A cat who speaks only in haiku leads Sora to the shrine behind the school.",
-    "Every idol in the group has the same dream about a burning lighthouse.",
-    "When the space colony's artificial sun flickers, the festival is cancelled for the first time.",
-    "Ren swears he will not fall in love with the transfer student, and fails by the second week.",
-]
+WHO = ["Akari", "Sora", "Ren", "the student council president", "a cat who speaks in haiku", "the new idol",
+       "Captain Hoshino", "the shrine maiden", "a retired mecha pilot", "the transfer student", "Professor Kuroda",
+       "the baker's daughter"]
+DOES = ["inherits", "discovers", "repairs", "steals", "guards", "loses", "paints", "rebuilds", "sells", "hides",
+        "follows", "dreams about"]
+WHAT = ["a bakery whose ovens open onto another century", "a forgotten mecha", "the last lighthouse",
+        "a festival lantern", "the colony's artificial sun", "a haunted vending machine", "a map of the moon",
+        "a violin made of glass", "the school's clock tower", "a train that runs only on Sundays",
+        "an umbrella that remembers rain", "a letter from the future"]
+WHERE = ["behind the school", "in Neo-Kyoto", "on the night of the summer festival", "before the exams",
+         "during the first snow", "under the harbour", "after the last train", "on a floating island",
+         "in the abandoned arcade", "at the edge of the desert", "inside the old library", "beyond the rice fields"]
 
 
 def story(seed: int) -> str:
-    rng = random.Random(seed)
-    return " ".join(rng.sample(SENTENCES, 4)) + " (Source: Test Server)"
+    """A different story per seed (four random sentences), so that real samples never look
+    like duplicates of each other."""
+    rng = random.Random(f"story {seed}")
+    sentences = [f"{rng.choice(WHO)} {rng.choice(DOES)} {rng.choice(WHAT)} {rng.choice(WHERE)} "
+                 f"for {rng.randint(2, 99)} days."
+                 for _ in range(4)]
+    return " ".join(s[0].upper() + s[1:] for s in sentences) + " (Source: Test Server)"
 
 
 class FakeOpenAI:
@@ -40,6 +49,8 @@ class FakeOpenAI:
 
     def __init__(self, delay: float = 0.0, short_seeds: tuple[int, ...] = ()):
         self.delay, self.short_seeds = delay, set(short_seeds)
+        self.ignore_sampling = False       # answer every request with the same text, like a greedy server
+        self.texts: dict[int, str] = {}    # seed → a scripted answer
         self.faults: list[str] = []
         self.log: list[dict] = []
         self.inflight = self.max_inflight = 0
@@ -69,6 +80,8 @@ class FakeOpenAI:
             self.log.append({"t": time.monotonic(), "path": h.path, "seed": body.get("seed"), "fault": fault,
                              "auth": h.headers.get("Authorization"), "body": body})
         try:
+            if not h.path.startswith("/v1/"):
+                return self.reply(h, 404, {"detail": "Not Found"})
             if h.headers.get("Authorization") != f"Bearer {KEY}":
                 return self.reply(h, 401, {"error": {"message": "Incorrect API key provided"}})
             if fault == "429":
@@ -78,6 +91,7 @@ class FakeOpenAI:
             time.sleep(2.0 if fault == "slow" else self.delay)
             seed = body["seed"]
             text = "Too short." if seed in self.short_seeds else story(seed)
+            text = story(0) if self.ignore_sampling else self.texts.get(seed, text)
             if h.path.endswith("/chat/completions"):
                 choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
             else:
@@ -129,7 +143,8 @@ def api_key(monkeypatch):
 
 
 def openai_toml(url: str, *, concurrency=1, rpm=60000.0, timeout=0.5, batch_size=4, endpoint="completions",
-                chat=False) -> str:
+                chat=False, extra="") -> str:
+    endpoint_line = f'endpoint = "{endpoint}"' if endpoint else ""
     return f"""
 [text]
 max_attempts = 3
@@ -137,7 +152,8 @@ max_attempts = 3
 base_url = "{url}"
 model = "test-model"
 api_key_env = "TEST_OPENAI_KEY"
-endpoint = "{endpoint}"
+{endpoint_line}
+{extra}
 concurrency = {concurrency}
 requests_per_minute = {rpm}
 timeout_s = {timeout}
@@ -276,3 +292,118 @@ def test_rate_limiter_spaces_starts():
     for _ in range(3):
         limiter.wait()
     assert waits == [0.5, 1.0]  # 120 per minute: starts at 0, 0.5, 1.0
+
+
+# -- issue 11 item 1: honest text from servers that ignore sampling ----------------------------
+
+def test_server_ignoring_sampling_stops_with_a_clear_message(tmp_path, server, capsys):
+    """The duplicate-snippet test: a local OpenAI-shaped server that answers every seed with
+    the same text (as transformers serve decodes greedily). Before: exit 0, N equal snippets."""
+    server.ignore_sampling = True
+    config = write_project(tmp_path, openai_toml(server.url, batch_size=8), seeds="0-15")
+    assert main(["-q", "-c", str(config), "text"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ignores the sampling parameters" in err and "extra_body" in err
+    assert len(server.log) == 8  # stopped after the first batch, not after 16 IDs × max_attempts
+    got = snippets(tmp_path)
+    assert len(set(got.values())) == len(got) <= 1  # nothing identical was published
+
+
+def test_exact_and_near_duplicates_are_resampled_and_counted(tmp_path, server, capsys):
+    first = story(1)
+    server.texts = {
+        3: first.upper().replace(".", "!"),                          # same words: an exact duplicate
+        5: first.replace("for", "during", 1).replace(" days", " nights", 1),  # a few words changed
+    }
+    config = write_project(tmp_path, openai_toml(server.url), seeds="0-7")
+    assert main(["-c", str(config), "text"]) == 0
+    got = snippets(tmp_path)
+    assert sorted(got) == list(range(8)) and len(set(got.values())) == 8
+    manifest = json.loads((tmp_path / "build/text/manifest.json").read_text())["snippets"]
+    assert manifest["3"]["rejected"] == ["duplicate of ID 1"] and manifest["3"]["attempts"] == 2
+    assert manifest["5"]["rejected"] == ["duplicate of ID 1"] and manifest["5"]["attempts"] == 2
+    assert sorted(server.seeds())[-2:] == [3 + (1 << 32), 5 + (1 << 32)]  # resampled with the next sub-seed
+    assert "2 duplicate snippet(s) caught and resampled" in capsys.readouterr().err
+
+
+def test_duplicates_of_snippets_kept_from_an_earlier_run(tmp_path, server):
+    config = write_project(tmp_path, openai_toml(server.url), seeds="0-3")
+    assert main(["-q", "-c", str(config), "text"]) == 0
+    (tmp_path / "build/text/snippet-2.txt").unlink()
+    server.texts = {2: story(0)}  # ID 2's first sample now repeats ID 0's kept snippet
+    assert main(["-q", "-c", str(config), "text"]) == 0
+    assert snippets(tmp_path)[2] != snippets(tmp_path)[0]
+    assert json.loads((tmp_path / "build/text/manifest.json").read_text())["snippets"]["2"]["rejected"] \
+        == ["duplicate of ID 0"]
+
+
+def test_extra_body_is_merged_into_every_request(tmp_path, server):
+    extra = """extra_body = { top_k = 30, repetition_penalty = 1.1, generation_config = '{"do_sample": true}' }"""
+    config = write_project(tmp_path, openai_toml(server.url, extra=extra), seeds="0-2")
+    assert main(["-q", "-c", str(config), "text"]) == 0
+    for entry in server.log:
+        body = entry["body"]
+        assert body["top_k"] == 30 and body["repetition_penalty"] == 1.1
+        assert body["generation_config"] == '{"do_sample": true}' and body["temperature"] == 0.9
+    settings = json.loads((tmp_path / "build/text/manifest.json").read_text())["settings"]
+    assert settings["stages"][0]["extra_body"]["top_k"] == 30  # it shapes the text: recorded
+
+
+@pytest.mark.parametrize("extra, problem", [
+    ('extra_body = { seed = 1 }', "text.openai.extra_body.seed: is sent by the bakery already"),
+    ('extra_body = { temperature = 1.0 }', "extra_body.temperature: is sent by the bakery already: set the stage's"),
+    ('extra_body = { x = { y = nan } }', "text.openai.extra_body.x.y: must be a finite number"),
+    ('extra_body = { when = 1979-05-27 }', "text.openai.extra_body.when: must be a string, number"),
+    ('extra_body = 3', "text.openai.extra_body: must be a table"),
+])
+def test_bad_extra_body_is_refused(tmp_path, capsys, extra, problem):
+    config = write_project(tmp_path, openai_toml("http://127.0.0.1:9/v1", extra=extra), seeds="0-2")
+    assert main(["-q", "-c", str(config), "text"]) == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_base_url_without_v1_fails_after_one_request(tmp_path, server, capsys):
+    url = server.url.removesuffix("/v1")
+    config = write_project(tmp_path, openai_toml(url, concurrency=4, batch_size=8), seeds="0-7")
+    assert main(["-q", "-c", str(config), "text"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"bakery: error: text.openai: the server answered 404 at {url}/completions; does base_url need /v1?"
+    assert len(server.log) == 1  # checked once, not the whole batch
+
+
+@pytest.mark.parametrize("chat, path", [(True, "/v1/chat/completions"), (False, "/v1/completions")])
+def test_endpoint_follows_the_prompt_style_by_default(tmp_path, server, chat, path):
+    config = write_project(tmp_path, openai_toml(server.url, endpoint=None, chat=chat), seeds="0-1")
+    assert main(["-q", "-c", str(config), "text"]) == 0
+    assert {e["path"] for e in server.log} == {path}
+    assert ("messages" in server.log[0]["body"]) == chat
+
+
+# -- issue 10 item 1: a resumed text stage does not claim the settings changed ------------------
+
+def test_resume_and_moved_project_keep_settings_but_a_real_change_is_reported(tmp_path, server, capsys):
+    import shutil
+
+    first = tmp_path / "first"
+    config = write_project(first, openai_toml(server.url), seeds="0-3")
+    assert main(["-q", "-c", str(config), "text"]) == 0
+    written = json.loads((first / "build/text/manifest.json").read_text())["settings"]
+    assert written["stages"][0]["prompt"] == "content/prompts/plot.txt"  # root-relative
+
+    def rerun(root: Path) -> tuple[str, dict]:
+        (root / "build/text/snippet-1.txt").unlink()  # as if the run had been interrupted
+        assert main(["-c", str(root / "content/site.toml"), "text"]) == 0
+        return capsys.readouterr().err, json.loads((root / "build/text/manifest.json").read_text())
+
+    err, manifest = rerun(first)
+    assert "other settings" not in err and "earlier_settings" not in manifest
+    moved = tmp_path / "moved"
+    shutil.copytree(first, moved)  # the project folder moves: absolute paths differ
+    err, manifest = rerun(moved)
+    assert "other settings" not in err and "earlier_settings" not in manifest
+
+    toml = moved / "content/site.toml"
+    toml.write_text(toml.read_text().replace("temperature = 0.9", "temperature = 0.8"))
+    err, manifest = rerun(moved)
+    assert "3 snippet(s) made with other settings are kept" in err
+    assert manifest["earlier_settings"]["stages"][0]["temperature"] == 0.9

@@ -28,7 +28,7 @@ log = logging.getLogger("bakery.deploy")
 
 GENERATION_FILES = (re.compile(r"^example-\d+\.jpg$"), re.compile(r"^snippet-\d+\.txt$"),
                     re.compile(r"^snippets\.tar\.gz$"))
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: "$" admits a final "\n"
 RESERVED = {"assets", "index.html", "archive"}
 STAGING_PREFIX = ".archiving-"
 
@@ -40,7 +40,8 @@ def generation_files(public: Path) -> list[Path]:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name) or name in RESERVED:
+    # Case-insensitive: on a case-insensitive disk or CDN path "Assets" is "assets".
+    if not NAME_RE.fullmatch(name) or name.lower() in RESERVED:
         raise BakeryError(f"archive: invalid version name {name!r}: use letters, digits, '.', '_', '-' "
                           f"(e.g. v1), not one of {', '.join(sorted(RESERVED))}")
 

@@ -15,6 +15,11 @@ EMBEDDED_MODEL = "embedded"
 # (layers.per_image): tracing costs ~0.3 s per image of the batch, and beyond a few dozen
 # images a batch gains nothing more.
 MAX_BATCH = 64
+# NVIDIA's seeds go through numpy's RandomState, which takes 0..2^32-1; a larger seed would
+# fail mid-bake. And every ID is listed in memory and baked: far beyond the original's
+# 100,000 is a typo, not a plan (4 billion IDs took ~19 GB before failing).
+MAX_SEED = 2 ** 32 - 1
+MAX_IDS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,21 @@ def parse_seed_range(t: Table, name: str) -> tuple[int, int]:
     return a, b
 
 
+def check_seed_bounds(t: Table, name: str, first: int, last: int) -> None:
+    if last > MAX_SEED:
+        raise t.error(name, f"seed {last} is above {MAX_SEED} (2^32-1), the largest seed NumPy's "
+                            "RandomState takes")
+
+
+def check_id_count(t: Table, bands: list[Band]) -> None:
+    total = sum(len(b) for b in bands)
+    if total > MAX_IDS:
+        raise t.error("bands", f"{total:,} IDs in all: at most {MAX_IDS:,} are supported")
+
+
 def parse_band(t: Table, default_noise: str) -> Band:
     first, last = parse_seed_range(t, "seeds")
+    check_seed_bounds(t, "seeds", first, last)
     band = Band(first, last, t.float("psi", min=-2.0, max=2.0),
                 t.str("noise", default_noise, choices=NOISE_MODES), t.int("class", None, min=0))
     t.finish()
@@ -98,6 +116,7 @@ def parse_images(t: Table) -> ImagesConfig:
     if not bands:
         raise t.error("bands", "at least one band ([[images.bands]] with seeds and psi) is required")
     check_contiguous(t, bands)
+    check_id_count(t, bands)
     cfg = ImagesConfig(
         enabled=t.bool("enabled", True),
         model=model,

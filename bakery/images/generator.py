@@ -58,6 +58,7 @@ class KwargChecker:
                     raise CheckpointError(f"{source}: {where} static_kwargs: unknown option {key!r}={value!r}; "
                                           "this generator cannot promise the right picture with it")
                 if key in defaults:
+                    check_kwarg_type(key, value, defaults[key], f"{source}: {where} static_kwargs")
                     if where != "Gs" and key in gs.static_kwargs and gs.static_kwargs[key] != value:
                         raise CheckpointError(f"{source}: {where} static_kwargs: {key}={value!r} contradicts "
                                               f"Gs ({gs.static_kwargs[key]!r})")
@@ -67,6 +68,34 @@ class KwargChecker:
                 raise CheckpointError(f"{source}: static_kwargs: {key}={values[key]!r} is not supported "
                                       f"(only {wanted!r})")
         self.values = values
+
+
+MAX_KWARG_INT = 1 << 31
+
+
+def check_kwarg_type(key: str, value, default, where: str) -> None:
+    """A static_kwargs value must have its default's type (a crafted file may put a string
+    where a number belongs): numbers finite and of sane size, kernels lists of numbers.
+    A string option may also be a bool (StyleGAN 1's fused_scale is "auto", True or False)."""
+    def number_ok(v) -> bool:
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+            and math.isfinite(float(v)) and abs(float(v)) < MAX_KWARG_INT
+
+    if isinstance(default, bool):
+        ok = isinstance(value, (bool, np.bool_))
+    elif isinstance(default, int):
+        ok = number_ok(value) and float(value) == int(value)
+    elif isinstance(default, float):
+        ok = number_ok(value)
+    elif isinstance(default, str):
+        ok = isinstance(value, (str, bool))
+    elif isinstance(default, list):
+        ok = isinstance(value, (list, tuple)) and 0 < len(value) <= 16 and all(number_ok(v) for v in value)
+    else:
+        ok = True
+    if not ok:
+        raise CheckpointError(f"{where}: {key}={value!r:.60} is not a valid value "
+                              f"(expected {type(default).__name__}, like {default!r})")
 
 
 def expect_shape(variables: dict, name: str, shape: tuple, source: str) -> np.ndarray:

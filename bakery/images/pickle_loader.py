@@ -150,21 +150,41 @@ def _pick_gs(obj, path: Path) -> Network:
                           f"got {type(obj).__name__}")
 
 
-def _check_network(net: Network, path: Path) -> None:
+MAX_NETWORK_DEPTH = 4  # NVIDIA's Gs → mapping/synthesis is 2 deep
+
+
+def _check_network(net: Network, path: Path, ancestors: tuple = ()) -> None:
+    """The state's shape, checked before anything reads it: a crafted file with a string
+    where a dict belongs, or a network that contains itself, is one clear error."""
     if not hasattr(net, "state"):
         raise CheckpointError(f"{path}: a Network in the pickle has no state")
+    if any(net is a for a in ancestors) or len(ancestors) >= MAX_NETWORK_DEPTH:
+        raise CheckpointError(f"{path}: network components nest in a loop or deeper than "
+                              f"{MAX_NETWORK_DEPTH} levels (a network that contains itself?)")
     for key in ("static_kwargs", "components", "variables", "build_func_name"):
         if key not in net.state:
-            raise CheckpointError(f"{path}: network {net.name!r} lacks the state key {key!r}")
+            raise CheckpointError(f"{path}: network {_label(net)} lacks the state key {key!r}")
+    for key in ("name", "build_func_name"):
+        if key in net.state and not isinstance(net.state[key], str):
+            raise CheckpointError(f"{path}: network {_label(net)}: {key} must be a string")
+    for key in ("static_kwargs", "components"):
+        value = net.state[key]
+        if value is not None and not (isinstance(value, dict) and all(isinstance(k, str) for k in value)):
+            raise CheckpointError(f"{path}: network {_label(net)}: {key} must be a dict with string keys, "
+                                  f"got {type(value).__name__}")
     variables = net.state["variables"]
     if not isinstance(variables, list) or not all(
             isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)
-            and isinstance(v[1], (np.ndarray, np.floating)) for v in variables):
-        raise CheckpointError(f"{path}: network {net.name!r}: variables must be (name, array) pairs")
+            and isinstance(v[1], (np.ndarray, np.floating)) and v[1].dtype.kind in "fiu" for v in variables):
+        raise CheckpointError(f"{path}: network {_label(net)}: variables must be (name, numeric array) pairs")
     for child in net.components.values():
         if not isinstance(child, Network):
-            raise CheckpointError(f"{path}: network {net.name!r} has a component that is not a Network")
-        _check_network(child, path)
+            raise CheckpointError(f"{path}: network {_label(net)} has a component that is not a Network")
+        _check_network(child, path, ancestors + (net,))
+
+
+def _label(net: Network) -> str:
+    return repr(net.name)[:80]
 
 
 # ---------------------------------------------------------------------------------------

@@ -178,13 +178,16 @@ def fallback_pair(config, ids: list[int], snippets: dict[int, Path]) -> dict | N
 
 
 def make_environment(templates_dir: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # `tojson` must never write NaN/Infinity: the page's JSON.parse would reject the whole block.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "allow_nan": False}
+    return env
 
 
 PAGES = ("grid.html", "index.html")  # index.html last: the entry page goes live only when all else is there

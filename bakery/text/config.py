@@ -83,13 +83,18 @@ class OpenAIConfig:
     base_url: str
     model: str
     api_key_env: str        # the NAME of the variable ("" = send no key, e.g. a local server)
-    endpoint: str           # "completions" (POST /completions) or "chat" (POST /chat/completions)
+    endpoint: str | None    # "completions" (POST /completions), "chat" (POST /chat/completions),
+                            # None: each stage's `chat` decides (chat-style prompt → chat endpoint)
     concurrency: int
     requests_per_minute: float
     timeout_s: float
     max_retries: int
     backoff_s: float
     max_backoff_s: float
+    extra_body: dict = field(default_factory=dict)  # merged into every request (openai SDK's extra_body)
+
+    def endpoint_for(self, stage: StageConfig) -> str:
+        return self.endpoint or ("chat" if stage.chat else "completions")
 
 
 @dataclass(frozen=True)
@@ -157,18 +162,55 @@ def parse_openai(t: Table) -> OpenAIConfig:
         base_url=base_url,
         model=t.str("model", allow_empty=False),
         api_key_env=key_env,
-        endpoint=t.str("endpoint", "completions", choices=ENDPOINTS),
+        endpoint=t.str("endpoint", None, choices=ENDPOINTS),
         concurrency=t.int("concurrency", 4, min=1, max=256),
         requests_per_minute=t.float("requests_per_minute", 60.0, min=0.0),
         timeout_s=t.float("timeout_s", 60.0, min=0.1, max=3600.0),
         max_retries=t.int("max_retries", 5, min=0, max=100),
         backoff_s=t.float("backoff_s", 1.0, min=0.0, max=600.0),
         max_backoff_s=t.float("max_backoff_s", 60.0, min=0.0, max=3600.0),
+        extra_body=parse_extra_body(t),
     )
     if cfg.requests_per_minute == 0:
         raise t.error("requests_per_minute", "must be above 0")
     t.finish()
     return cfg
+
+
+# Keys every request already carries; each has its own config key, so that the manifest
+# records it and the two cannot disagree.
+REQUEST_KEYS = {"model": "text.openai.model or the stage's model", "prompt": "the stage's prompt",
+                "messages": "the stage's prompt", "max_tokens": "the stage's max_new_tokens",
+                "temperature": "the stage's temperature", "top_p": "the stage's top_p",
+                "seed": "nothing: it is the per-ID sub-seed", "stop": "the stage's stop",
+                "n": "nothing: one completion per request", "stream": "nothing: answers are read whole"}
+MAX_EXTRA_DEPTH = 16
+
+
+def parse_extra_body(t: Table) -> dict:
+    """[text.openai.extra_body]: server-specific options (top_k, repetition_penalty,
+    generation_config, ...) sent as they are; only JSON values, every float finite."""
+    extra = t.raw("extra_body", {})
+    if not isinstance(extra, dict):
+        raise t.error("extra_body", "must be a table (e.g. extra_body = { top_k = 30 })")
+    for key in extra:
+        if key in REQUEST_KEYS:
+            raise t.error(f"extra_body.{key}", f"is sent by the bakery already: set {REQUEST_KEYS[key]}")
+    stack = [(f"extra_body.{k}", v, 1) for k, v in extra.items()]
+    while stack:  # iterative: a deeply nested value must not blow the call stack
+        where, value, depth = stack.pop()
+        if depth > MAX_EXTRA_DEPTH:
+            raise t.error(where, f"nests deeper than {MAX_EXTRA_DEPTH} levels")
+        if isinstance(value, dict):
+            stack += [(f"{where}.{k}", v, depth + 1) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", v, depth + 1) for i, v in enumerate(value)]
+        elif isinstance(value, float):
+            t.check_finite(where, value)
+        elif not isinstance(value, (str, int, bool)):
+            raise t.error(where, f"must be a string, number, boolean, array or table (JSON), "
+                                 f"got {type(value).__name__}")
+    return extra
 
 
 def parse_clean(t: Table) -> CleanRules:

@@ -28,7 +28,9 @@ from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import remove_stale_temps, write_json_atomic, write_text_atomic
 from bakery.journal import JOURNAL_NAME, Journal, replay
 from bakery.progress import progress
+from bakery.text.canonical import canonical
 from bakery.text.config import StageConfig, TextConfig
+from bakery.text.dedup import guard_duplicates
 from bakery.verify import record_of, verifies
 
 log = logging.getLogger("bakery.text")
@@ -53,6 +55,16 @@ def is_done(path: Path, record: dict | None) -> bool:
         return bool(path.read_text(encoding="utf-8").strip())
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def read_snippets(config, ids) -> dict[int, str]:
+    texts = {}
+    for i in ids:
+        try:
+            texts[i] = snippet_path(config, i).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass
+    return texts
 
 
 def override_batch_size(cfg: TextConfig, batch_size: int | None) -> TextConfig:
@@ -102,24 +114,28 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def settings(cfg: TextConfig, backends: dict) -> dict:
-    """Everything that shaped the text, for the manifest (never the API key)."""
+def settings(cfg: TextConfig, backends: dict, root: Path | None = None) -> dict:
+    """Everything that shaped the text, for the manifest (never the API key), in the canonical
+    JSON form with root-relative paths (bakery/text/canonical.py)."""
     stages = []
     for stage in cfg.stages:
-        entry = {"stage": stage.name, "model": str(stage.model), **backends[stage.name].identity(),
-                 "prompt": str(stage.prompt), "prompt_sha256": file_sha256(stage.prompt),
+        entry = {"stage": stage.name, "model": stage.model, **backends[stage.name].identity(),
+                 "prompt": stage.prompt, "prompt_sha256": file_sha256(stage.prompt),
                  "chat": stage.chat, "prefix": stage.prefix, "stop": list(stage.stop),
                  "batch_size": stage.batch_size, "min_chars": stage.min_chars, **stage.sampling()}
         stages.append(entry)
-    return {"pipeline": cfg.pipeline, "stages": stages, "max_attempts": cfg.max_attempts,
-            "clean": dataclasses.asdict(cfg.clean)}
+    return canonical({"pipeline": cfg.pipeline, "stages": stages, "max_attempts": cfg.max_attempts,
+                      "clean": dataclasses.asdict(cfg.clean)}, root)
 
 
 def text_shaping(settings_entry: dict) -> list:
     """The settings minus what cannot change the text (batch size and device: rows are
     sampled independently)."""
+    settings_entry = canonical(settings_entry)  # tuples and lists compare equal
+    if not isinstance(settings_entry, dict):  # a damaged manifest: unknown settings
+        return [settings_entry]
     stages = [{k: v for k, v in s.items() if k not in ("batch_size", "device")}
-              for s in settings_entry.get("stages", [])]
+              for s in settings_entry.get("stages", []) if isinstance(s, dict)]
     return [settings_entry.get("pipeline"), stages, settings_entry.get("clean")]
 
 
@@ -166,7 +182,7 @@ def run_text(config, args) -> None:
     started = time.monotonic()
     backends = build_backends(cfg, quiet=getattr(args, "verbosity", 0) <= 0)  # HF's own bars only with -v
     pipeline = make_pipeline(cfg, backends)
-    current = settings(cfg, backends)
+    current = settings(cfg, backends, config.root)
     done_ids = set(ids) - set(todo)
     entries = {k: v for k, v in recorded.items() if k.isdigit() and int(k) in done_ids}
     manifest = {"version": MANIFEST_VERSION, "settings": current, "snippets": entries, "failed": {}}
@@ -177,6 +193,8 @@ def run_text(config, args) -> None:
         manifest["earlier_settings"] = earlier
     write_json_atomic(manifest_path, manifest)
     journal = Journal(out_dir / JOURNAL_NAME, JOURNAL_HEADER, "text")
+    # Duplicates across IDs are a cleaning rule too: checked against every kept snippet.
+    pipeline = guard_duplicates(pipeline, cfg, read_snippets(config, done_ids))
 
     reasons: dict[int, list[str]] = {i: [] for i in todo}
     pending = todo
@@ -209,6 +227,8 @@ def run_text(config, args) -> None:
         write_json_atomic(manifest_path, manifest)
         journal.remove()
 
+    if pipeline.caught:
+        log.info("text: %d duplicate snippet(s) caught and resampled", pipeline.caught)
     elapsed = time.monotonic() - started
     tokens = sum(getattr(b, "tokens_generated", 0) for b in {id(b): b for b in backends.values()}.values())
     resampled = sum(1 for i in todo if len(reasons[i]) and i not in pending)

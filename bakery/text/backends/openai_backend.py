@@ -7,7 +7,9 @@ Politeness and robustness, in that order:
   the server's Retry-After when it sends one, otherwise an exponential backoff
   (backoff_s · 2^attempt, capped at max_backoff_s) with full jitter so that many clients
   that failed together do not come back together;
-- any other 4xx is final: the request itself is wrong (bad key, unknown model).
+- any other 4xx is final: the request itself is wrong (bad key, unknown model);
+- the very first request goes alone, before the pool sends the rest: a wrong base_url (a
+  404, typically a missing /v1) stops the bake after one request, not one batch.
 The API key travels only in the Authorization header: it is never logged, never put in an
 error message and never written to the manifest.
 """
@@ -94,6 +96,7 @@ class OpenAIBackend:
         self.requests_sent = 0
         self.retries = 0
         self._count_lock = threading.Lock()
+        self.answered: set[str] = set()  # URLs that have answered once: base_url is right
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend({self.cfg.base_url!r}, endpoint={self.cfg.endpoint!r})"
@@ -103,19 +106,27 @@ class OpenAIBackend:
         return redact(message, [self._api_key])
 
     def identity(self) -> dict:
-        return {"backend": "openai", "base_url": self.cfg.base_url, "endpoint": self.cfg.endpoint}
+        return {"backend": "openai", "base_url": self.redact(self.cfg.base_url), "endpoint": self.cfg.endpoint or "auto",
+                "extra_body": self.cfg.extra_body}
 
     def generate(self, requests: list[Request], stage: StageConfig) -> list[str]:
+        first: list[str] = []
+        if requests and self.url_for(stage) not in self.answered:
+            first = [self.complete(requests[0], stage)]  # alone: checks base_url and endpoint
+            requests = requests[1:]
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="openai") as pool:
-            return list(pool.map(lambda r: self.complete(r, stage), requests))
+            return first + list(pool.map(lambda r: self.complete(r, stage), requests))
 
     def complete(self, request: Request, stage: StageConfig) -> str:
+        chat = self.cfg.endpoint_for(stage) == "chat"
         body = self.payload(request, stage)
-        answer = self.post_with_retries(body)
-        return finish_completion(self.extract_text(answer), stage, self.chat)
+        answer = self.post_with_retries(body, self.url_for(stage))
+        self.answered.add(self.url_for(stage))
+        return finish_completion(self.extract_text(answer, self.url_for(stage)), stage, chat)
 
     def payload(self, request: Request, stage: StageConfig) -> dict:
         body: dict = {
+            **self.cfg.extra_body,  # first: the keys the bakery sets are refused there anyway
             "model": str(stage.model),
             "max_tokens": stage.max_new_tokens,
             "temperature": stage.temperature,
@@ -125,7 +136,7 @@ class OpenAIBackend:
         }
         if stage.stop:
             body["stop"] = list(stage.stop[:MAX_STOP_STRINGS])
-        if self.chat:
+        if self.cfg.endpoint_for(stage) == "chat":
             # A chat endpoint cannot be pre-filled portably: ask for the prefix as the start.
             content = request.prompt + (f"\n\nBegin with: {stage.prefix}" if stage.prefix else "")
             body["messages"] = [{"role": "user", "content": content}]
@@ -133,34 +144,31 @@ class OpenAIBackend:
             body["prompt"] = request.prompt + stage.prefix
         return body
 
-    @property
-    def chat(self) -> bool:
-        """The endpoint decides the request shape (a stage's `chat` is for local models)."""
-        return self.cfg.endpoint == "chat"
+    def url_for(self, stage: StageConfig) -> str:
+        """The endpoint decides the request shape: explicitly set, or the stage's `chat`."""
+        path = "chat/completions" if self.cfg.endpoint_for(stage) == "chat" else "completions"
+        return f"{self.cfg.base_url}/{path}"
 
-    @property
-    def url(self) -> str:
-        return f"{self.cfg.base_url}/{'chat/completions' if self.chat else 'completions'}"
-
-    def extract_text(self, answer: dict) -> str:
+    @staticmethod
+    def extract_text(answer: dict, url: str) -> str:
         try:
             choice = answer["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
         except (KeyError, IndexError, TypeError):
-            raise BakeryError(self.redact(f"text.openai: {self.url}: the answer has no choices[0] text or message")) from None
+            raise BakeryError(self.redact(f"text.openai: {url}: the answer has no choices[0] text or message")) from None
         if not isinstance(text, str):
-            raise BakeryError(self.redact(f"text.openai: {self.url}: the answer's text is not a string"))
+            raise BakeryError(self.redact(f"text.openai: {url}: the answer's text is not a string"))
         return text
 
-    def post_with_retries(self, body: dict) -> dict:
-        data = json.dumps(body).encode("utf-8")
+    def post_with_retries(self, body: dict, url: str) -> dict:
+        data = json.dumps(body, allow_nan=False).encode("utf-8")
         for attempt in range(self.cfg.max_retries + 1):
             self.limiter.wait()
             try:
-                return self.post_once(data)
+                return self.post_once(data, url)
             except RetryableError as exc:
                 if attempt == self.cfg.max_retries:
-                    raise BakeryError(self.redact(f"text.openai: {self.url}: giving up after "
+                    raise BakeryError(self.redact(f"text.openai: {url}: giving up after "
                                                   f"{attempt + 1} tries: {exc}")) from None
                 delay = backoff_delay(attempt, self.cfg.backoff_s, self.cfg.max_backoff_s,
                                       exc.retry_after, self.rng)
@@ -170,11 +178,11 @@ class OpenAIBackend:
                 self.sleep(delay)
         raise AssertionError("unreachable")
 
-    def post_once(self, data: bytes) -> dict:
+    def post_once(self, data: bytes, url: str) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        req = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        req = urllib.request.Request(url, data=data, headers=headers, method="POST")
         with self._count_lock:
             self.requests_sent += 1
         try:
@@ -185,7 +193,9 @@ class OpenAIBackend:
             if exc.code in RETRY_STATUS or exc.code >= 500:
                 raise RetryableError(f"HTTP {exc.code}{detail}",
                                      parse_retry_after(exc.headers.get("Retry-After"))) from None
-            raise BakeryError(self.redact(f"text.openai: {self.url}: HTTP {exc.code}{detail}")) from None
+            if exc.code == 404 and url not in self.answered:
+                raise BakeryError(self.redact(not_found_message(url, self.cfg.base_url, detail))) from None
+            raise BakeryError(self.redact(f"text.openai: {url}: HTTP {exc.code}{detail}")) from None
         except (TimeoutError, socket.timeout):
             raise RetryableError(f"no answer within {self.cfg.timeout_s:g}s") from None
         except (urllib.error.URLError, ConnectionError, OSError) as exc:
@@ -197,6 +207,13 @@ class OpenAIBackend:
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise RetryableError("the answer is not JSON") from None
+
+
+def not_found_message(url: str, base_url: str, detail: str = "") -> str:
+    """The server's own words stay (an unknown model is a 404 at OpenAI too)."""
+    hint = ("does base_url need /v1?" if not base_url.rstrip("/").endswith("/v1")
+            else "is base_url right, and do the server and model offer this endpoint (text.openai.endpoint)?")
+    return f"text.openai: the server answered 404 at {url}{detail}; {hint}"
 
 
 def server_message(exc: urllib.error.HTTPError) -> str:

@@ -122,7 +122,7 @@ class TransformersBackend:
     def identity(self) -> dict:
         files = [self.path] if self.path.is_file() else sorted(
             p for p in self.path.iterdir() if p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
-        return {"backend": "transformers", "name": self.name, "path": str(self.path),
+        return {"backend": "transformers", "name": self.name, "path": self.path,
                 "sha256": {p.name: sha256_file(p) for p in files}, "device": str(self.device)}
 
     def render(self, prompt: str, stage: StageConfig) -> str:
