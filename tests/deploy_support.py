@@ -61,7 +61,8 @@ def fill_public(public: Path, n: int, seed: int = 0, image_bytes: int = 600) -> 
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and p.name != "bakery.lock"}  # the project lock is no output
 
 
 def free_port() -> int:

@@ -154,17 +154,19 @@ def test_openai_errors_hide_the_key_and_base_url_credentials(tmp_path):
     key = "sk-openai-key-echoed-5e6f"
     server = EchoServer(401, lambda headers: json.dumps({"error": {"message": f"bad key in {headers}"}}))
     try:
-        backend = openai_backend(tmp_path, f"http://127.0.0.1:{server.port}/v1", key)
+        base = f"http://127.0.0.1:{server.port}/v1"
+        backend = openai_backend(tmp_path, base, key)
         with pytest.raises(BakeryError) as info:
-            backend.post_with_retries({"model": "m", "prompt": "x"})
+            backend.post_with_retries({"model": "m", "prompt": "x"}, f"{base}/completions")
     finally:
         server.close()
     assert "HTTP 401" in str(info.value) and key not in str(info.value)
 
-    backend = openai_backend(tmp_path, f"http://user:oa-url-pass-6@127.0.0.1:{free_port()}/v1", key)
+    base = f"http://user:oa-url-pass-6@127.0.0.1:{free_port()}/v1"
+    backend = openai_backend(tmp_path, base, key)
     t0 = time.monotonic()
     with pytest.raises(BakeryError) as info:
-        backend.post_with_retries({"model": "m", "prompt": "x"})
+        backend.post_with_retries({"model": "m", "prompt": "x"}, f"{base}/completions")
     assert time.monotonic() - t0 < 10
     assert "giving up" in str(info.value) and "oa-url-pass-6" not in str(info.value)
     assert "http://***@127.0.0.1" in str(info.value)
