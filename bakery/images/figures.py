@@ -136,7 +136,8 @@ def run_quick_figures(args) -> None:
     """`bakery figures --model X.pkl`: no project; psi from --psi (default 0.7), into --out."""
     from bakery.images.quick import check_psi_noise_batch, model_file
 
-    psi, noise, batch = 0.7 if args.psi is None else float(args.psi), args.noise or "const", args.batch_size or 8
+    psi, noise = 0.7 if args.psi is None else float(args.psi), args.noise or "const"
+    batch = 8 if args.batch_size is None else args.batch_size
     check_psi_noise_batch(psi, noise, batch)
     draw_figures(model_file(args.model), psi, noise, None, int(args.seed or 0), batch,
                  Path(args.out or "figures"), args.quiet)

@@ -117,7 +117,7 @@ def run_quick_generate(args) -> None:
     model_path = model_file(args.model)
     seeds = seed_list(args.seeds)
     psi = 1.0 if args.psi is None else float(args.psi)  # NVIDIA's default: no truncation
-    noise, batch = args.noise or "const", int(args.batch_size or 8)
+    noise, batch = args.noise or "const", 8 if args.batch_size is None else int(args.batch_size)
     check_psi_noise_batch(psi, noise, batch)
     out_dir = ensure_writable(Path(args.out or "out"), "--out folder")
     remove_stale_temps(out_dir)
