@@ -12,7 +12,7 @@ from pathlib import Path
 from bakery import __version__
 from bakery import cli_help
 from bakery.config import DEFAULT_CONFIG, load_config
-from bakery.errors import BakeryError, StageFailures
+from bakery.errors import BakeryError, ConfigError, StageFailures
 from bakery.progress import setup_logging
 
 log = logging.getLogger("bakery")
@@ -54,6 +54,14 @@ OUTPUTS = {
     "bake": lambda c: [c.build_dir, c.public_dir],
     "figures": lambda c: [c.build_dir / "figures"],
     "archive": lambda c: [c.public_dir],
+}
+
+
+# What to try when a command that has a project-free form finds no config.
+QUICK_HINTS = {
+    "generate": "bakery generate --model X.pkl --seeds 0-9 --psi 0.7",
+    "figures": "bakery figures --model X.pkl",
+    "upscale": "bakery upscale --in DIR --out DIR",
 }
 
 
@@ -222,8 +230,8 @@ def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("any folder of images (waifu2x-ncnn-vulkan's -i/-o/-n/-s)")
     q.add_argument("-i", "--in", dest="input", type=Path, default=None, help="folder of images (png, jpg, webp...)")
     q.add_argument("-o", "--out", dest="output", type=Path, default=None, help="folder for the upscaled PNGs")
-    q.add_argument("-n", "--noise", default="0", help="denoise level -1 (none), 0, 1, 2, 3 (default: %(default)s)")
-    q.add_argument("-s", "--scale", type=int, default=2, help="2, 4, 8... (repeated 2x passes; default: %(default)s)")
+    q.add_argument("-n", "--noise", default=None, help="denoise level -1 (none), 0, 1, 2, 3 (default: 0)")
+    q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8... (repeated 2x passes; default: 2)")
 
 
 def action_runner(name: str):
@@ -246,7 +254,11 @@ def quick_path(args):
         return lambda: importlib.import_module("bakery.images.quick").run_quick_generate(args)
     if command == "figures" and args.model is not None:
         return lambda: importlib.import_module("bakery.images.figures").run_quick_figures(args)
-    if command == "upscale" and (args.input is not None or args.output is not None):
+    if command == "upscale":
+        if args.input is None and args.output is None:
+            if args.noise is not None or args.scale is not None:
+                raise BakeryError("-n/-s need --in and --out (the project's upscale.noise is set in site.toml)")
+            return None
         if args.input is None or args.output is None:
             raise BakeryError("upscale needs both --in and --out (or neither, for the project's build/raw)")
         return lambda: importlib.import_module("bakery.upscale.folder").run_upscale_folder(args)
@@ -271,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             quick()
             return 0
         command = getattr(args, "command_name", None)
+        if command in QUICK_HINTS and not Path(args.config).exists():
+            raise ConfigError(f"{args.config}: config file not found (no project here? try: {QUICK_HINTS[command]})")
         config = load_config(args.config, sections=SECTIONS.get(command))
         check_outputs(config, command)
         args.func(config, args)

@@ -166,3 +166,11 @@ def test_spinner_shows_elapsed_time_on_a_terminal(monkeypatch):
     os.close(master)
     assert "loading model 0 s" in shown and s.elapsed >= 0.6
     assert "quick step" not in shown and "quiet step" not in shown
+
+
+def test_no_project_hints_at_the_quick_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["figures"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("bakery: error: content/site.toml: config file not found "
+                   "(no project here? try: bakery figures --model X.pkl)")

@@ -22,7 +22,7 @@ import numpy as np
 from bakery.errors import BakeryError
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from bakery.images.config import EMBEDDED_MODEL, MAX_BATCH
-from bakery.progress import progress
+from bakery.progress import progress, spinner
 
 log = logging.getLogger("bakery.images")
 
@@ -117,7 +117,8 @@ def run_generate(config, args) -> None:
     from bakery.images.checkpoints import load_generator
     from bakery.images.generator import Renderer
 
-    model = load_generator(model_path)
+    with spinner(f"loading {model_path.name}", quiet=args.quiet):
+        model = load_generator(model_path)
     if model.sha256 != sha256:
         raise BakeryError(f"images.model: {model_path} changed while the stage was starting; run it again")
     renderer = Renderer(model.generator, cfg.truncation_cutoff)
@@ -138,7 +139,8 @@ def run_generate(config, args) -> None:
         try:
             for start in range(0, len(todo), batch):
                 ids = todo[start:start + batch]
-                out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids])
+                with spinner("tracing the generator graph", quiet=args.quiet or start > 0, delay=1.0):
+                    out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids])
                 if pending is not None:
                     _record(records, wanted, *pending[0], pending[1].result())
                     bar.update(len(pending[0][0]))

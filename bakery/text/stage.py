@@ -165,7 +165,6 @@ def run_text(config, args) -> None:
         for attempt in range(cfg.max_attempts):
             failed = []
             for batch in chunks(pending, chunk_size):
-                written = 0
                 for outcome in pipeline.run([(i, attempt) for i in batch]):
                     i = outcome.snippet_id
                     if outcome.ok:
@@ -173,13 +172,14 @@ def run_text(config, args) -> None:
                         manifest["snippets"][str(i)] = {"attempts": attempt + 1, "seeds": list(outcome.seeds),
                                                         "chars": len(outcome.cleaned.text),
                                                         "rejected": reasons[i]}
-                        written += 1
+                        bar.update(1)  # per finished snippet, not per batch
                     else:
                         log.debug("text: ID %d attempt %d rejected: %s", i, attempt + 1, outcome.cleaned.reason)
                         reasons[i].append(outcome.cleaned.reason)
                         failed.append(i)
                 write_json_atomic(manifest_path, manifest)
-                bar.update(written)
+                tokens = sum(getattr(b, "tokens_generated", 0) for b in {id(b): b for b in backends.values()}.values())
+                bar.set_postfix_str(f"{tokens / max(time.monotonic() - started, 1e-9):.1f} tok/s")
             pending = failed
             if not pending:
                 break

@@ -57,7 +57,8 @@ def run_upscale_folder(args) -> None:
     from bakery.preflight import ensure_writable
 
     src_dir, out_dir = Path(args.input), Path(args.output)
-    noise, passes = noise_level(args.noise), passes_for(int(args.scale))
+    noise = noise_level("0" if args.noise is None else args.noise)  # waifu2x-ncnn-vulkan's default
+    passes = passes_for(2 if args.scale is None else int(args.scale))
     images = list_images(src_dir)
     if out_dir.resolve() == src_dir.resolve():
         raise BakeryError(f"--out must differ from --in ({src_dir}): outputs would replace the inputs")

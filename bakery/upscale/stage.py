@@ -23,7 +23,7 @@ from PIL import Image
 
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import atomic_open, remove_stale_temps, write_json_atomic
-from bakery.progress import progress
+from bakery.progress import progress, spinner
 
 log = logging.getLogger("bakery.upscale")
 PNG_LEVEL = 1  # build/upscaled is scratch space: fast zlib beats small files there
@@ -318,7 +318,8 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
 
     try:
         if workers == 1:
-            upscaler = Upscaler(*settings)
+            with spinner("loading waifu2x", quiet=quiet):  # TensorFlow's import alone takes seconds
+                upscaler = Upscaler(*settings)
             if cfg.method == "waifu2x":
                 for chunk in chunks:
                     collect(upscaler.run(chunk))
