@@ -6,11 +6,13 @@ import argparse
 import importlib
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 from bakery import __version__
+from bakery import cli_help
 from bakery.config import DEFAULT_CONFIG, load_config
-from bakery.errors import BakeryError, StageFailures
+from bakery.errors import BakeryError, ConfigError, StageFailures
 from bakery.lock import LOCKED_COMMANDS, locked_command
 from bakery.progress import setup_logging
 from bakery.redact import redact, redact_log_handlers
@@ -31,6 +33,40 @@ ACTIONS = {
     "deploy-rsync": "bakery.deploy.rsync:run_deploy_rsync",
     "archive": "bakery.deploy.archive:run_archive",
     "mirror-config": "bakery.deploy.rsync:run_mirror_config",
+}
+
+
+# The config sections each command reads, validated before it starts (the rest are only
+# validated if read): `bakery generate` must not need text prompts, templates or deploy keys.
+SECTIONS = {
+    "generate": ["images"], "upscale": ["images", "upscale"], "compress": ["images", "jpeg"],
+    "images": ["images", "upscale", "jpeg"], "text": ["images", "text"], "site": ["site", "images"],
+    "figures": ["images"], "video": ["images"], "serve": [], "deploy": ["deploy"], "archive": ["images"],
+    "mirror-config": ["deploy"], "bake": None,
+}
+
+# The folders each command writes, checked before any work (a read-only or missing-permission
+# folder is one line, not a traceback after the first batch).
+OUTPUTS = {
+    "generate": lambda c: [c.build_dir / "raw"],
+    "upscale": lambda c: [c.build_dir / "upscaled"],
+    "compress": lambda c: [c.public_dir, c.build_dir / "compress"],
+    "images": lambda c: [c.build_dir, c.public_dir],
+    "text": lambda c: [c.build_dir / "text"],
+    "site": lambda c: [c.public_dir, c.build_dir],
+    "bake": lambda c: [c.build_dir, c.public_dir],
+    "figures": lambda c: [c.build_dir / "figures"],
+    "video": lambda c: [c.build_dir / "videos"],
+    "archive": lambda c: [c.public_dir],
+}
+
+
+# What to try when a command that has a project-free form finds no config.
+QUICK_HINTS = {
+    "generate": "bakery generate --model X.pkl --seeds 0-9 --psi 0.7",
+    "figures": "bakery figures --model X.pkl",
+    "upscale": "bakery upscale --in DIR --out DIR",
+    "video": "bakery video grid --model X.pkl",
 }
 
 
@@ -107,15 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     global_options(common, top=False)
-    parser = argparse.ArgumentParser(prog="bakery",
-                                     description="Bake and deploy a 'This ___ Does Not Exist' static site.")
+    parser = argparse.ArgumentParser(prog="bakery", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Bake and deploy a 'This ___ Does Not Exist' static site.",
+                                     epilog=cli_help.overview())
     global_options(parser, top=True)
     parser.add_argument("--version", action="version", version=f"bakery {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str, func) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help, description=help)
-        p.set_defaults(func=func)
+        # No help= here: `bakery --help` lists the commands in pipeline order (cli_help.overview)
+        p = sub.add_parser(name, parents=[common], description=textwrap.fill(help, 88),
+                           epilog=cli_help.epilog(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func, command_name=name)
         if name in LOCKED_COMMANDS:
             p.add_argument("--wait", action="store_true",
                            help="if another bakery run holds this project, wait for it instead of exiting")
@@ -127,24 +167,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("images", "render StyleGAN images for the configured psi bands, then upscale and compress",
             run_images)
     add_image_options(p)
-    p = add("generate", "render StyleGAN images for the configured psi bands into build/raw (no upscaling)",
+    p = add("generate", "render StyleGAN images for the configured psi bands into build/raw (no upscaling); "
+            "with --model, render any checkpoint's seeds into a folder, no project needed",
             action_runner("generate"))
     add_image_options(p)
-    add("upscale", "upscale build/raw PNGs 2x (waifu2x/lanczos) into build/upscaled", action_runner("upscale"))
+    add_quick_generate_options(p)
+    p = add("upscale", "upscale build/raw PNGs 2x (waifu2x/lanczos) into build/upscaled; "
+            "with --in/--out, any folder of images with waifu2x", action_runner("upscale"))
+    add_quick_upscale_options(p)
     add("compress", "JPEG-compress upscaled images into public/example-{ID}.jpg", action_runner("compress"))
     p = add("text", "generate and clean snippets into build/text/snippet-{ID}.txt", action_runner("text"))
     add_text_options(p)
     p = add("site", "render public/index.html with CSS/JS and publish complete ID pairs", action_runner("site"))
     p.add_argument("--allow-empty", action="store_true", help="write the pages even with no pairs to publish")
-    p = add("figures", "contact sheet and truncation sweep of the configured model", action_runner("figures"))
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: build/figures)")
+    p = add("figures", "contact sheet and truncation sweep of the configured model (or of --model, "
+            "no project needed)", action_runner("figures"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: build/figures; with --model: figures)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the figures (default: 0)")
-    p = add("video", "latent-walk grid, style-mixing or circular-interpolation video as H.264 MP4",
-            action_runner("video"))
+    p.add_argument("--model", default=None, help="a StyleGAN .pkl: draw its figures without a project")
+    p.add_argument("--psi", "--trunc", type=float, default=None,
+                   help="the contact sheet's psi (default: the first band's; with --model 0.7)")
+    p.add_argument("--noise", choices=NOISE_CHOICES, default=None,
+                   help="noise mode (default: the first band's; with --model const)")
+    add_image_options(p)
+    p = add("video", "latent-walk grid, style-mixing or circular-interpolation video as H.264 MP4 "
+            "(of the project's model, or of --model, no project needed)", action_runner("video"))
     from bakery.video.stage import add_video_arguments
 
     add_video_arguments(p)
-    p.set_defaults(config_optional=True)
     p = add("serve", "preview public/ on a local HTTP server", action_runner("serve"))
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
@@ -182,8 +233,67 @@ def add_text_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-batch-size", type=int, default=None, help="override text.batch_size")
 
 
+NOISE_CHOICES = ("const", "seeded", "random")
+
+
+def add_quick_generate_options(p: argparse.ArgumentParser) -> None:
+    q = p.add_argument_group("without a project (NVIDIA's generate.py conventions)")
+    q.add_argument("--model", "--network", default=None, help="a StyleGAN 1/2 .pkl: render it without a project")
+    q.add_argument("--seeds", default=None, help='seed list, e.g. "0-9,20,30-35" (with --model)')
+    q.add_argument("--psi", "--trunc", type=float, default=None,
+                   help="truncation psi (default: 1, as NVIDIA's; 0.7 is the usual balance)")
+    q.add_argument("--noise", "--noise-mode", choices=NOISE_CHOICES, default=None,
+                   help="noise inputs: the checkpoint's stored maps, seeded per seed, or fresh (default: const)")
+    q.add_argument("--out", "--outdir", type=Path, default=None,
+                   help="output folder for seedNNNN.png (default: out)")
+
+
+def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
+    q = p.add_argument_group("any folder of images (waifu2x-ncnn-vulkan's -i/-o/-n/-s)")
+    q.add_argument("-i", "--in", dest="input", type=Path, default=None, help="folder of images (png, jpg, webp...)")
+    q.add_argument("-o", "--out", dest="output", type=Path, default=None, help="folder for the upscaled PNGs")
+    q.add_argument("-n", "--noise", default=None, help="denoise level -1 (none), 0, 1, 2, 3 (default: 0)")
+    q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8... (repeated 2x passes; default: 2)")
+
+
 def action_runner(name: str):
     return lambda config, args: action(name)(config, args)
+
+
+def quick_path(args):
+    """The project-free form of generate/figures/upscale, or None for the project form."""
+    command = getattr(args, "command_name", None)
+    if command == "generate":
+        if args.model is None:
+            given = [flag for flag, value in (("--seeds", args.seeds), ("--psi", args.psi), ("--noise", args.noise),
+                                              ("--out", args.out)) if value is not None]
+            if given:
+                raise BakeryError(f"{given[0]} needs --model (without it, seeds and psi come from "
+                                  "[[images.bands]] in site.toml)")
+            return None
+        if args.seeds is None:
+            raise BakeryError('--model needs --seeds, e.g. --seeds 0-9,20,30-35')
+        return lambda: importlib.import_module("bakery.images.quick").run_quick_generate(args)
+    if command == "figures" and args.model is not None:
+        return lambda: importlib.import_module("bakery.images.figures").run_quick_figures(args)
+    if command == "video" and args.model is not None:
+        return lambda: action("video")(None, args)
+    if command == "upscale":
+        if args.input is None and args.output is None:
+            if args.noise is not None or args.scale is not None:
+                raise BakeryError("-n/-s need --in and --out (the project's upscale.noise is set in site.toml)")
+            return None
+        if args.input is None or args.output is None:
+            raise BakeryError("upscale needs both --in and --out (or neither, for the project's build/raw)")
+        return lambda: importlib.import_module("bakery.upscale.folder").run_upscale_folder(args)
+    return None
+
+
+def check_outputs(config, command: str | None) -> None:
+    from bakery.preflight import ensure_writable
+
+    for folder in OUTPUTS.get(command, lambda c: [])(config):
+        ensure_writable(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,17 +303,25 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbosity)
     redact_log_handlers(logging.getLogger("bakery"))
     try:
-        # a command given its own --model needs no project (and so takes no project lock)
-        project_free = getattr(args, "config_optional", False) and getattr(args, "model", None) is not None
-        if project_free:
-            args.func(None, args)
-        else:
-            config = load_config(args.config)
-            with locked_command(config, args, argv):
-                args.func(config, args)
+        quick = quick_path(args)
+        if quick is not None:
+            quick()
+            return 0
+        command = getattr(args, "command_name", None)
+        if command in QUICK_HINTS and not Path(args.config).exists():
+            raise ConfigError(f"{args.config}: config file not found (no project here? try: {QUICK_HINTS[command]})")
+        config = load_config(args.config, sections=SECTIONS.get(command))
+        check_outputs(config, command)
+        with locked_command(config, args, argv):
+            args.func(config, args)
     except BakeryError as exc:
         print(f"bakery: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a folder turned read-only or a disk filled up mid-run
+        from bakery.preflight import describe_os_error
+
+        print(f"bakery: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bakery: interrupted", file=sys.stderr)
         return 130

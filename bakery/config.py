@@ -11,7 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterable
 
 from bakery.errors import ConfigError
 from bakery.tables import Table
@@ -108,8 +108,8 @@ def parse_site(t: Table) -> SiteConfig:
         analytics=analytics,
         build_dir=t.path_value("build_dir", "build"),
         public_dir=t.path_value("public_dir", "public"),
-        templates_dir=t.path_value("templates_dir", "templates", must_exist=True, kind="directory"),
-        static_dir=t.path_value("static_dir", "static", must_exist=True, kind="directory"),
+        templates_dir=t.path_value("templates_dir", "templates", must_exist=t.check_files, kind="directory"),
+        static_dir=t.path_value("static_dir", "static", must_exist=t.check_files, kind="directory"),
         noscript_id=t.int("noscript_id", None, min=0),
         publish_model=t.bool("publish_model", False),
     )
@@ -157,16 +157,49 @@ def check_disjoint_folders(t: Table, site: "SiteConfig") -> None:
                                      f"({getattr(site, outer)}): the folders must not nest")
 
 
+# section → "module:parser"; the stage parsers are imported only when their section is read.
+SECTIONS = {
+    "site": "bakery.config:parse_site",
+    "images": "bakery.images.config:parse_images",
+    "upscale": "bakery.upscale.config:parse_upscale",
+    "jpeg": "bakery.upscale.config:parse_jpeg",
+    "text": "bakery.text.config:parse_text",
+    "deploy": "bakery.deploy.config:parse_deploy",
+}
+
+
+def _parse_section(name: str, t: Table) -> Any:
+    import importlib
+
+    module, func = SECTIONS[name].split(":")
+    return getattr(importlib.import_module(module), func)(t)
+
+
 @dataclass(frozen=True)
 class Config:
+    """The validated config. A section is validated when first read (or up front, for the
+    sections load_config was asked for), so a command never trips over a section it does
+    not use: `bakery generate` needs no text prompts, templates or deploy keys."""
+
     source: Path
     root: Path
-    site: SiteConfig
-    images: Any
-    upscale: Any
-    jpeg: Any
-    text: Any
-    deploy: Any
+    tables: dict[str, Table] = field(repr=False, compare=False)
+    check_site_dirs: bool = True
+    _parsed: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def section(self, name: str) -> Any:
+        if name not in self._parsed:
+            table = self.tables[name]
+            table.check_files = name != "site" or self.check_site_dirs
+            self._parsed[name] = _parse_section(name, table)
+        return self._parsed[name]
+
+    site = property(lambda self: self.section("site"))
+    images = property(lambda self: self.section("images"))
+    upscale = property(lambda self: self.section("upscale"))
+    jpeg = property(lambda self: self.section("jpeg"))
+    text = property(lambda self: self.section("text"))
+    deploy = property(lambda self: self.section("deploy"))
 
     @property
     def build_dir(self) -> Path:
@@ -183,13 +216,15 @@ def project_root_for(config_path: Path) -> Path:
     return parent.parent if parent.name == "content" else parent
 
 
-def load_config(path: Path | str = DEFAULT_CONFIG, root: Path | None = None) -> Config:
-    """Read and validate the config; raises ConfigError with one line naming key and problem."""
-    from bakery.deploy.config import parse_deploy
-    from bakery.images.config import parse_images
-    from bakery.text.config import parse_text
-    from bakery.upscale.config import parse_jpeg, parse_upscale
+def load_config(path: Path | str = DEFAULT_CONFIG, root: Path | None = None,
+                sections: Iterable[str] | None = None) -> Config:
+    """Read the config and validate `sections` now (None: every section); raises ConfigError
+    with one line naming key and problem.
 
+    [site] is always validated (every command needs build_dir and public_dir), but its
+    templates_dir and static_dir must exist only when "site" is among `sections`. The other
+    sections are validated when a stage first reads them.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -205,10 +240,13 @@ def load_config(path: Path | str = DEFAULT_CONFIG, root: Path | None = None) -> 
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     root = (root or project_root_for(path)).resolve()
     top = Table(raw, "", path, root)
-    sections: dict[str, Callable[[Table], Any]] = {
-        "site": parse_site, "images": parse_images, "upscale": parse_upscale,
-        "jpeg": parse_jpeg, "text": parse_text, "deploy": parse_deploy,
-    }
-    parsed = {name: parse(top.table(name)) for name, parse in sections.items()}
+    wanted = list(SECTIONS) if sections is None else list(sections)
+    unknown = [name for name in wanted if name not in SECTIONS]
+    if unknown:
+        raise ValueError(f"load_config: unknown section(s) {unknown}")
+    config = Config(source=path, root=root, tables={name: top.table(name) for name in SECTIONS},
+                    check_site_dirs="site" in wanted)
     top.finish()
-    return Config(source=path, root=root, **parsed)
+    for name in ["site"] + [n for n in SECTIONS if n in wanted and n != "site"]:
+        config.section(name)
+    return config

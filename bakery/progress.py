@@ -1,9 +1,12 @@
-"""Progress bars and log setup shared by every stage (tqdm, silenced by -q)."""
+"""Progress bars, spinners and log setup shared by every stage (tqdm, silenced by -q)."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
+import time
 from typing import Iterable, TypeVar
 
 from tqdm import tqdm
@@ -28,3 +31,60 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str 
     """A tqdm bar on stderr; hidden with -q or when there is nothing to do."""
     return tqdm(items, desc=desc, total=total, unit=unit, disable=quiet or total == 0,
                 file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
+
+
+class Spinner:
+    """A one-line "⠋ loading model 12 s" indicator for a step with no countable items.
+
+    It appears only when the step outlasts `delay` (so quick steps print nothing), redraws a
+    few times a second from a daemon thread, and is erased when the step ends; `elapsed`
+    then holds the step's duration for the caller's log line.
+    """
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, desc: str, quiet: bool = False, delay: float = 0.5, interval: float = 0.25):
+        self.desc, self.quiet, self.delay, self.interval = desc, quiet, delay, interval
+        self.elapsed = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream = None
+        self._start = 0.0
+
+    def __enter__(self) -> "Spinner":
+        self._start = time.monotonic()
+        if not self.quiet and sys.stderr.isatty():  # redraws would litter a log file
+            # Our own copy of the terminal: the step may redirect fd 2 (TensorFlow's start-up
+            # filter does), and the spinner must neither vanish into nor pollute that capture.
+            sys.stderr.flush()
+            self._stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", encoding="utf-8", errors="replace")
+            self._thread = threading.Thread(target=self._spin, name=f"spinner: {self.desc}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._stream.close()
+        self.elapsed = time.monotonic() - self._start
+
+    def _spin(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        bar = tqdm(total=None, bar_format="{desc}", file=self._stream, dynamic_ncols=True, leave=False)
+        try:
+            frame = 0
+            while True:
+                seconds = time.monotonic() - self._start
+                bar.set_description_str(f"{self.FRAMES[frame % len(self.FRAMES)]} {self.desc} {seconds:.0f} s")
+                frame += 1
+                if self._stop.wait(self.interval):
+                    break
+        finally:
+            bar.close()
+
+
+def spinner(desc: str, quiet: bool = False, delay: float = 0.5) -> Spinner:
+    """`with spinner("loading model", quiet=args.quiet) as s: ...`; then s.elapsed (seconds)."""
+    return Spinner(desc, quiet=quiet, delay=delay)

@@ -25,6 +25,8 @@ class Table:
     def __init__(self, data: dict, path: str, source: Path, root: Path):
         self.data, self.path, self.source, self.root = data, path, source, root
         self._seen: set[str] = set()
+        # False: paths are resolved but need not exist yet (a command that does not use them)
+        self.check_files = True
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name

@@ -201,14 +201,17 @@ def test_figures_contact_sheet_and_truncation_sweep(tmp_path):
     assert main(["-q", "-c", str(config), "figures", "--seed", "3"]) == 0
     sheet = np.asarray(Image.open(tmp_path / "build" / "figures" / "contact-sheet.png"))
     sweep = np.asarray(Image.open(tmp_path / "build" / "figures" / "truncation-sweep.png"))
-    assert sheet.shape == (640, 640, 3) and sweep.shape == (6 * 64, 8 * 64, 3)
-    # column 5 of the sweep is psi = 0: the same average image in every row
-    col = sweep[:, 4 * 64:5 * 64]
+    # the 64 px model is shown in 128 px cells (pixels doubled); the sweep has a label strip on top
+    cell, strip = 128, sweep.shape[0] - 6 * 128
+    assert sheet.shape == (1280, 1280, 3) and sweep.shape[1:] == (8 * 128, 3) and 24 <= strip <= 40
+    assert (sweep[:strip] < 128).any() and (sweep[:strip] > 250).mean() > 0.8  # dark labels on white
+    faces = sweep[strip:, ::2][::2]  # back to 64 px cells
+    col = faces[:, 4 * 64:5 * 64]  # column 5 of the sweep is psi = 0: the same average image in every row
     assert all(np.abs(col[r * 64:(r + 1) * 64].astype(int) - col[:64]).max() <= 1 for r in range(6))
-    assert np.abs(sweep[:64, :64].astype(int) - sweep[64:128, :64]).mean() > 5  # psi 1: seeds differ
+    assert np.abs(faces[:64, :64].astype(int) - faces[64:128, :64]).mean() > 5  # psi 1: seeds differ
     # seed 3 at psi 0.7 (band 1's psi) is the sheet's first cell and the image the stage renders
     main(["-q", "-c", str(config), "generate"])
-    np.testing.assert_array_equal(sheet[:64, :64], np.asarray(Image.open(tmp_path / "build/raw/example-3.png")))
+    np.testing.assert_array_equal(sheet[:cell:2, :cell:2], np.asarray(Image.open(tmp_path / "build/raw/example-3.png")))
     out = tmp_path / "elsewhere"
     assert main(["-q", "-c", str(config), "figures", "--out", str(out)]) == 0
     assert (out / "contact-sheet.png").is_file() and (out / "truncation-sweep.png").is_file()

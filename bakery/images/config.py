@@ -59,18 +59,14 @@ class ImagesConfig:
         return None
 
 
-def parse_seed_range(t: Table, name: str) -> tuple[int, int]:
-    text = t.str(name, allow_empty=False)
-    first, sep, last = text.strip().partition("-")
-    if not sep:
-        first = last = first
+def parse_seed_range(t: Table, name: str) -> list[tuple[int, int]]:
+    """A band's seeds: "A-B", or a comma list of ranges and single seeds ("0-9,20,30-35")."""
+    from bakery.seeds import SeedListError, parse_seed_ranges
+
     try:
-        a, b = int(first), int(last)
-    except ValueError:
-        raise t.error(name, f"must look like \"A-B\" with whole numbers A ≤ B, got {text!r}") from None
-    if a < 0 or b < a:
-        raise t.error(name, f"must look like \"A-B\" with 0 ≤ A ≤ B, got {text!r}")
-    return a, b
+        return parse_seed_ranges(t.str(name, allow_empty=False))
+    except SeedListError as exc:
+        raise t.error(name, str(exc)) from None
 
 
 def check_seed_bounds(t: Table, name: str, first: int, last: int) -> None:
@@ -85,25 +81,29 @@ def check_id_count(t: Table, bands: list[Band]) -> None:
         raise t.error("bands", f"{total:,} IDs in all: at most {MAX_IDS:,} are supported")
 
 
-def parse_band(t: Table, default_noise: str) -> Band:
-    first, last = parse_seed_range(t, "seeds")
-    check_seed_bounds(t, "seeds", first, last)
-    band = Band(first, last, t.float("psi", min=-2.0, max=2.0),
-                t.str("noise", default_noise, choices=NOISE_MODES), t.int("class", None, min=0))
+def parse_band(t: Table, default_noise: str) -> list[Band]:
+    """One [[images.bands]] table → one Band per range of its seed list (same psi, noise, class)."""
+    ranges = parse_seed_range(t, "seeds")
+    for first, last in ranges:
+        check_seed_bounds(t, "seeds", first, last)
+    psi, noise = t.float("psi", min=-2.0, max=2.0), t.str("noise", default_noise, choices=NOISE_MODES)
+    class_index = t.int("class", None, min=0)
     t.finish()
-    return band
+    return [Band(first, last, psi, noise, class_index) for first, last in ranges]
 
 
-def check_contiguous(t: Table, bands: list[Band]) -> None:
-    """Bands must tile one seed range: an overlap renders an ID twice, a gap leaves holes."""
+def check_contiguous(t: Table, bands: list[Band], table_of: list[int] | None = None) -> None:
+    """Bands must tile one seed range: an overlap renders an ID twice, a gap leaves holes.
+    table_of[i] is the [[images.bands]] index band i came from (a comma list gives several)."""
+    table_of = table_of or list(range(len(bands)))
     order = sorted(range(len(bands)), key=lambda i: bands[i].first)
     for prev, cur in zip(order, order[1:]):
         a, b = bands[prev], bands[cur]
-        where = f"bands[{cur}]"
+        where, other = f"bands[{table_of[cur]}]", f"bands[{table_of[prev]}]"
         if b.first <= a.last:
-            raise t.error(where, f"seeds {b.first}-{b.last} overlap bands[{prev}] ({a.first}-{a.last})")
+            raise t.error(where, f"seeds {b.first}-{b.last} overlap {other} ({a.first}-{a.last})")
         if b.first > a.last + 1:
-            raise t.error(where, f"seeds {b.first}-{b.last} leave a gap after bands[{prev}] "
+            raise t.error(where, f"seeds {b.first}-{b.last} leave a gap after {other} "
                                  f"({a.first}-{a.last}): seeds {a.last + 1}-{b.first - 1} belong to no band")
 
 
@@ -112,10 +112,11 @@ def parse_images(t: Table) -> ImagesConfig:
     model: str | Path = EMBEDDED_MODEL if model_text == EMBEDDED_MODEL else t.path_value("model", must_exist=True)
     noise = t.str("noise", "const", choices=NOISE_MODES)
     band_tables = t.tables("bands", [])
-    bands = [parse_band(b, noise) for b in band_tables]
+    per_table = [parse_band(b, noise) for b in band_tables]
+    bands = [band for group in per_table for band in group]
     if not bands:
         raise t.error("bands", "at least one band ([[images.bands]] with seeds and psi) is required")
-    check_contiguous(t, bands)
+    check_contiguous(t, bands, [i for i, group in enumerate(per_table) for _ in group])
     check_id_count(t, bands)
     cfg = ImagesConfig(
         enabled=t.bool("enabled", True),

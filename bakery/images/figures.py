@@ -2,8 +2,9 @@
 
 contact-sheet.png: 100 consecutive seeds from --seed, at the psi and noise mode of the
 first band in [images]. truncation-sweep.png: one row per seed (6 rows from --seed), one
-column per psi in SWEEP_PSIS, as in NVIDIA's StyleGAN truncation figures; psi = 0 is the
-average image, negative psi the "opposite" of each seed.
+column per psi in SWEEP_PSIS (labelled above the columns), as in NVIDIA's StyleGAN truncation
+figures; psi = 0 is the average image, negative psi the "opposite" of each seed. Each cell is
+128-256 px whatever the model's resolution.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ log = logging.getLogger("bakery.figures")
 SWEEP_PSIS = (1.0, 0.7, 0.5, 0.25, 0.0, -0.25, -0.5, -1.0)
 SHEET_GRID = 10
 SWEEP_ROWS = 6
-MAX_CELL = 128  # larger models are shown downscaled so a figure stays a README-sized image
+MIN_CELL = 128  # smaller models are enlarged: a face below 128 px shows nothing in a README
+MAX_CELL = 256  # larger models are shown downscaled so a figure stays a README-sized image
 
 
 def grid(images: np.ndarray, cols: int, cell: int) -> np.ndarray:
@@ -35,7 +37,9 @@ def grid(images: np.ndarray, cols: int, cell: int) -> np.ndarray:
     for i, img in enumerate(images):
         if img.shape[0] != cell:
             mode = "L" if img.shape[-1] == 1 else "RGB"
-            pil = Image.fromarray(img[..., 0] if mode == "L" else img, mode).resize((cell, cell), Image.LANCZOS)
+            # whole-number enlargements repeat pixels (a small model's output shown as it is)
+            resample = Image.NEAREST if cell % img.shape[0] == 0 else Image.LANCZOS
+            pil = Image.fromarray(img[..., 0] if mode == "L" else img, mode).resize((cell, cell), resample)
             img = np.asarray(pil).reshape(cell, cell, -1)
         r, c = divmod(i, cols)
         sheet[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = img
@@ -50,46 +54,98 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def render_many(renderer, seeds, psis, noise: str, batch: int, class_index: int | None = None) -> np.ndarray:
+def render_many(renderer, seeds, psis, noise: str, batch: int, bar=None, class_index: int | None = None) -> np.ndarray:
     out = []
     for i in range(0, len(seeds), batch):
         n = len(seeds[i:i + batch])
         out.append(renderer.render_seeds(seeds[i:i + batch], psis[i:i + batch], [noise] * n,
                                          classes=[class_index] * n)["uint8"])
+        if bar is not None:
+            bar.update(n)
     return np.concatenate(out)
 
 
+def cell_size(resolution: int) -> int:
+    """Each face at least MIN_CELL px (small models are enlarged), at most MAX_CELL."""
+    return max(MIN_CELL, min(resolution, MAX_CELL))
+
+
+def psi_label(psi: float) -> str:
+    return f"psi = {psi:g}"  # ASCII: Pillow's default font has no ψ or − glyphs
+
+
+def label_columns(sheet: np.ndarray, labels: list[str], cell: int) -> np.ndarray:
+    """A white strip above the grid with each column's label centred over its column."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height = max(24, cell // 5)
+    font = ImageFont.load_default(size=int(height * 0.6))
+    strip = Image.new("RGB", (sheet.shape[1], height), "white")
+    draw = ImageDraw.Draw(strip)
+    for col, text in enumerate(labels):
+        draw.text((col * cell + cell / 2, height / 2), text, fill="black", font=font, anchor="mm")
+    body = sheet if sheet.shape[-1] == 3 else np.repeat(sheet, 3, axis=-1)
+    return np.concatenate([np.asarray(strip), body])
+
+
+def draw_figures(model_path: Path, psi: float, noise: str, cutoff, first: int, batch: int,
+                 out_dir: Path, quiet: bool, class_index: int | None = None) -> tuple[Path, Path]:
+    """contact-sheet.png (100 seeds at psi), truncation-sweep.png (labelled psi columns) and
+    style-mixing.png (coarse styles), of one class for a class-conditional model."""
+    from bakery.images.generator import class_labels
+    from bakery.images.quick import load_renderer
+    from bakery.preflight import ensure_writable
+    from bakery.progress import progress
+
+    if first < 0:
+        raise BakeryError(f"--seed must be ≥ 0, got {first}")
+    ensure_writable(out_dir, "figures folder")
+    model, renderer = load_renderer(model_path, cutoff, quiet)
+    gen = model.generator
+    class_labels(gen, [class_index])  # a conditional model needs a class, others refuse one
+    cell = cell_size(gen.resolution)
+    log.info("figures: %s %dpx model, seeds from %d, %d px cells → %s", gen.kind, gen.resolution, first, cell, out_dir)
+    sheet_seeds = list(range(first, first + SHEET_GRID * SHEET_GRID))
+    sweep_seeds = [s for s in range(first, first + SWEEP_ROWS) for _ in SWEEP_PSIS]
+    sweep_psis = [p for _ in range(SWEEP_ROWS) for p in SWEEP_PSIS]
+    bar = progress(None, desc="figures", total=len(sheet_seeds) + len(sweep_seeds), unit="img", quiet=quiet)
+    try:
+        sheet = render_many(renderer, sheet_seeds, [psi] * len(sheet_seeds), noise, batch, bar, class_index)
+        sheet_path = out_dir / "contact-sheet.png"
+        write_bytes_atomic(sheet_path, png_bytes(grid(sheet, SHEET_GRID, cell)))
+        sweep = render_many(renderer, sweep_seeds, sweep_psis, noise, batch, bar, class_index)
+    finally:
+        bar.close()
+    sweep_image = label_columns(grid(sweep, len(SWEEP_PSIS), cell), [psi_label(p) for p in SWEEP_PSIS], cell)
+    sweep_path = out_dir / "truncation-sweep.png"
+    write_bytes_atomic(sweep_path, png_bytes(sweep_image))
+    write_style_mixing(renderer, first, psi, noise, batch, cell, out_dir, class_index)
+    log.info("figures: wrote %s and %s (psi %g, noise %s for the sheet; psi %s across the sweep)",
+             sheet_path, sweep_path, psi, noise, ", ".join(f"{p:g}" for p in SWEEP_PSIS))
+    return sheet_path, sweep_path
+
+
 def run_figures(config, args) -> None:
-    from bakery.images.checkpoints import check_band_classes, load_generator
-    from bakery.images.generator import Renderer
     from bakery.images.stage import resolve_model
 
     cfg = config.images
-    out_dir = Path(args.out) if getattr(args, "out", None) else config.build_dir / "figures"
-    first = int(getattr(args, "seed", 0) or 0)
-    if first < 0:
-        raise BakeryError(f"--seed must be ≥ 0, got {first}")
-    model = load_generator(resolve_model(cfg))
-    gen = model.generator
-    renderer = Renderer(gen, cfg.truncation_cutoff)
     band = cfg.bands[0]
-    check_band_classes(gen, cfg.bands[:1])  # the figures use the first band's class
-    batch = getattr(args, "batch_size", None) or cfg.batch_size
-    cell = min(gen.resolution, MAX_CELL)
-    log.info("figures: %s %dpx model, seeds from %d → %s", gen.kind, gen.resolution, first, out_dir)
+    out_dir = Path(args.out) if getattr(args, "out", None) else config.build_dir / "figures"
+    psi = band.psi if getattr(args, "psi", None) is None else float(args.psi)
+    noise = getattr(args, "noise", None) or band.noise
+    draw_figures(resolve_model(cfg), psi, noise, cfg.truncation_cutoff, int(getattr(args, "seed", 0) or 0),
+                 getattr(args, "batch_size", None) or cfg.batch_size, out_dir, args.quiet, band.class_index)
 
-    seeds = list(range(first, first + SHEET_GRID * SHEET_GRID))
-    sheet = render_many(renderer, seeds, [band.psi] * len(seeds), band.noise, batch, band.class_index)
-    write_bytes_atomic(out_dir / "contact-sheet.png", png_bytes(grid(sheet, SHEET_GRID, cell)))
 
-    seeds = [s for s in range(first, first + SWEEP_ROWS) for _ in SWEEP_PSIS]
-    psis = [p for _ in range(SWEEP_ROWS) for p in SWEEP_PSIS]
-    sweep = render_many(renderer, seeds, psis, band.noise, batch, band.class_index)
-    write_bytes_atomic(out_dir / "truncation-sweep.png", png_bytes(grid(sweep, len(SWEEP_PSIS), cell)))
-    write_style_mixing(renderer, first, band, batch, cell, out_dir)
-    log.info("figures: wrote %s and %s (psi %s, noise %s for the sheet; psi %s across the sweep)",
-             out_dir / "contact-sheet.png", out_dir / "truncation-sweep.png", band.psi, band.noise,
-             ", ".join(f"{p:g}" for p in SWEEP_PSIS))
+def run_quick_figures(args) -> None:
+    """`bakery figures --model X.pkl`: no project; psi from --psi (default 0.7), into --out."""
+    from bakery.images.quick import check_psi_noise_batch, model_file
+
+    psi, noise = 0.7 if args.psi is None else float(args.psi), args.noise or "const"
+    batch = 8 if args.batch_size is None else args.batch_size
+    check_psi_noise_batch(psi, noise, batch)
+    draw_figures(model_file(args.model), psi, noise, None, int(args.seed or 0), batch,
+                 Path(args.out or "figures"), args.quiet)
 
 
 # -- style mixing (the StyleGAN paper's Figure 3) --------------------------------------------
@@ -98,12 +154,13 @@ MIX_TARGETS = 4  # rows: the faces that keep their other styles
 MIX_STYLES = 5   # columns: the faces whose styles are copied in
 
 
-def style_mixing(renderer, targets, styles, rows: range, psi: float, noise: str, batch: int):
+def style_mixing(renderer, targets, styles, rows: range, psi: float, noise: str, batch: int,
+                 class_index: int | None = None):
     """Top row: the style seeds; left column: the target seeds; cell (t, s): target t's W with
     the `rows` of style s copied in (its noise stays the target's). Returns the cells in
     row-major order ([(1 + T)·(1 + S), H, W, C] uint8, the top-left blank) and the mixed
     ws [T, S, num_ws, w_dim]."""
-    from bakery.images.generator import seed_inputs
+    from bakery.images.generator import class_labels, seed_inputs
     from bakery.video.frames import padded
     from bakery.video.latents import mix_rows
 
@@ -111,7 +168,8 @@ def style_mixing(renderer, targets, styles, rows: range, psi: float, noise: str,
 
     def inputs(seeds):
         pairs = [seed_inputs(gen, s, noise) for s in seeds]
-        return renderer.map(np.stack([z for z, _ in pairs]), np.full(len(seeds), psi, np.float32)), [n for _, n in pairs]
+        c = class_labels(gen, [class_index] * len(seeds))
+        return renderer.map(np.stack([z for z, _ in pairs]), np.full(len(seeds), psi, np.float32), c), [n for _, n in pairs]
 
     def synthesize(ws, noise_sets):
         stacked = [np.stack([n[k] for n in noise_sets]) for k in range(len(gen.noise_shapes))]
@@ -128,13 +186,14 @@ def style_mixing(renderer, targets, styles, rows: range, psi: float, noise: str,
     return np.concatenate(rows_out), mixed
 
 
-def write_style_mixing(renderer, first: int, band, batch: int, cell: int, out_dir: Path) -> None:
+def write_style_mixing(renderer, first: int, psi: float, noise: str, batch: int, cell: int, out_dir: Path,
+                       class_index: int | None = None) -> None:
     from bakery.video.latents import named_rows
 
     targets = list(range(first, first + MIX_TARGETS))
     styles = list(range(first + MIX_TARGETS, first + MIX_TARGETS + MIX_STYLES))
     rows = named_rows("coarse", renderer.gen.num_ws)
-    cells, _ = style_mixing(renderer, targets, styles, rows, band.psi, band.noise, batch)
+    cells, _ = style_mixing(renderer, targets, styles, rows, psi, noise, batch, class_index)
     write_bytes_atomic(out_dir / "style-mixing.png", png_bytes(grid(cells, 1 + MIX_STYLES, cell)))
     log.info("figures: wrote %s (targets %s, styles %s, coarse W rows %d-%d)", out_dir / "style-mixing.png",
              targets, styles, rows.start, rows.stop - 1)

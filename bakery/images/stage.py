@@ -23,7 +23,7 @@ from bakery.errors import BakeryError
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from bakery.images.config import EMBEDDED_MODEL, MAX_BATCH
 from bakery.journal import JOURNAL_NAME, Journal, replay
-from bakery.progress import progress
+from bakery.progress import progress, spinner
 from bakery.verify import record_of, verifies
 
 log = logging.getLogger("bakery.images")
@@ -137,7 +137,8 @@ def run_generate(config, args) -> None:
     from bakery.images.checkpoints import check_band_classes, load_generator
     from bakery.images.generator import Renderer
 
-    model = load_generator(model_path)
+    with spinner(f"loading {model_path.name}", quiet=args.quiet):
+        model = load_generator(model_path)
     if model.sha256 != sha256:
         raise BakeryError(f"images.model: {model_path} changed while the stage was starting; run it again")
     check_band_classes(model.generator, cfg.bands)
@@ -165,8 +166,9 @@ def run_generate(config, args) -> None:
         try:
             for start in range(0, len(todo), batch):
                 ids = todo[start:start + batch]
-                out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids],
-                                            classes=[wanted[i].get("class") for i in ids])
+                with spinner("tracing the generator graph", quiet=args.quiet or start > 0, delay=1.0):
+                    out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids],
+                                                classes=[wanted[i].get("class") for i in ids])
                 if pending is not None:
                     bar.update(len(pending.result()))
                 pending = writer.submit(write_batch, raw_dir, ids, out["uint8"], written)

@@ -203,7 +203,6 @@ def run_text(config, args) -> None:
         for attempt in range(cfg.max_attempts):
             failed = []
             for batch in chunks(pending, chunk_size):
-                written = 0
                 for outcome in pipeline.run([(i, attempt) for i in batch]):
                     i = outcome.snippet_id
                     if outcome.ok:
@@ -214,12 +213,14 @@ def run_text(config, args) -> None:
                                                         "rejected": reasons[i], **record_of(text.encode("utf-8"))}
                         journal.add(i, manifest["snippets"][str(i)])
                         written += 1
+                        bar.update(1)  # per finished snippet, not per batch
                     else:
                         log.debug("text: ID %d attempt %d rejected: %s", i, attempt + 1, outcome.cleaned.reason)
                         reasons[i].append(outcome.cleaned.reason)
                         failed.append(i)
                 write_json_atomic(manifest_path, manifest)
-                bar.update(written)
+                tokens = sum(getattr(b, "tokens_generated", 0) for b in {id(b): b for b in backends.values()}.values())
+                bar.set_postfix_str(f"{tokens / max(time.monotonic() - started, 1e-9):.1f} tok/s")
             pending = failed
             if not pending:
                 break

@@ -25,7 +25,7 @@ from PIL import Image
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import atomic_open, remove_stale_temps, write_json_atomic
 from bakery.journal import JOURNAL_NAME, Journal, replay
-from bakery.progress import progress
+from bakery.progress import progress, spinner
 from bakery.verify import record_file, verifies
 
 log = logging.getLogger("bakery.upscale")
@@ -140,10 +140,39 @@ def size_report(stage: str, outputs: list[Path], what: str) -> None:
                  stage, len(sizes), what, f"{total:,}", f"{total // len(sizes):,}", total / len(sizes) / 1024)
 
 
-def finish(stage: str, failures: dict[int, str], total: int) -> None:
-    if failures:
-        listed = "; ".join(f"ID {i}: {msg}" for i, msg in sorted(failures.items()))
-        raise StageFailures(f"{stage}: {len(failures)} of {total} images failed: {listed}")
+# stage → (what its inputs are called, the command that makes them)
+INPUTS = {"upscale": ("raw", "generate"), "compress": ("upscaled", "upscale")}
+LISTED_FAILURES = 5  # failures named one by one in the final line; the rest are counted
+
+
+def missing_summary(stage: str, missing: dict[int, str]) -> str:
+    """One line for any number of missing inputs: "36 upscaled images missing (IDs 0-35): ..."."""
+    from bakery.seeds import format_seeds
+
+    what, before = INPUTS[stage]
+    ids = sorted(missing)
+    return (f"{len(ids)} {what} image{'' if len(ids) == 1 else 's'} missing (ID{'' if len(ids) == 1 else 's'} "
+            f"{format_seeds(ids)}): run `bakery {before}` first")
+
+
+def check_missing(stage: str, missing: dict[int, str], total: int) -> None:
+    """Nothing to work on → stop with one line; some inputs missing → one warning line."""
+    if missing and len(missing) == total:
+        raise BakeryError(f"{stage}: {missing_summary(stage, missing)}")
+    if missing:
+        log.warning("%s: %s", stage, missing_summary(stage, missing))
+
+
+def finish(stage: str, failures: dict[int, str], total: int, missing: dict[int, str] | None = None) -> None:
+    missing = missing or {}
+    if failures or missing:
+        items = sorted(failures.items())
+        parts = [f"ID {i}: {msg}" for i, msg in items[:LISTED_FAILURES]]
+        if len(items) > LISTED_FAILURES:
+            parts.append(f"and {len(items) - LISTED_FAILURES} more")
+        if missing:
+            parts.append(missing_summary(stage, missing))
+        raise StageFailures(f"{stage}: {len(failures) + len(missing)} of {total} images failed: {'; '.join(parts)}")
 
 
 def open_png(path: Path) -> Image.Image:
@@ -259,10 +288,10 @@ def run_upscale(config, args) -> None:
     remove_stale_temps(out_dir)
     manifest = Manifest(out_dir / "manifest.json", cfg.settings(), "upscale")
     ids = list(config.images.ids)
-    todo, done, failures = plan(ids, lambda i: raw_dir / f"example-{i}.png",
-                                lambda i: out_dir / f"example-{i}.png", manifest)
-    for image_id, message in failures.items():
-        log.error("upscale: ID %d: %s", image_id, message)
+    todo, done, missing = plan(ids, lambda i: raw_dir / f"example-{i}.png",
+                               lambda i: out_dir / f"example-{i}.png", manifest)
+    check_missing("upscale", missing, len(ids))
+    failures: dict[int, str] = {}
     log.info("upscale: %d images to do with %s, %d already done", len(todo), _describe(cfg), len(done))
     try:
         if todo:
@@ -270,7 +299,7 @@ def run_upscale(config, args) -> None:
     finally:
         manifest.close()
     size_report("upscale", [out_dir / f"example-{i}.png" for i in ids], "upscaled PNGs")
-    finish("upscale", failures, len(ids))
+    finish("upscale", failures, len(ids), missing)
 
 
 def _describe(cfg) -> str:
@@ -308,7 +337,8 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
 
     try:
         if workers == 1:
-            upscaler = Upscaler(*settings)
+            with spinner("loading waifu2x", quiet=quiet):  # TensorFlow's import alone takes seconds
+                upscaler = Upscaler(*settings)
             if cfg.method == "waifu2x":
                 for chunk in chunks:
                     collect(run_here(chunk))
@@ -354,10 +384,10 @@ def run_compress(config, args) -> None:
     remove_stale_temps(out_dir)
     manifest = Manifest(config.build_dir / "compress" / "manifest.json", cfg.settings(), "compress")
     ids = list(config.images.ids)
-    todo, done, failures = plan(ids, lambda i: src_dir / f"example-{i}.png",
-                                lambda i: out_dir / f"example-{i}.jpg", manifest)
-    for image_id, message in failures.items():
-        log.error("compress: ID %d: %s", image_id, message)
+    todo, done, missing = plan(ids, lambda i: src_dir / f"example-{i}.png",
+                               lambda i: out_dir / f"example-{i}.jpg", manifest)
+    check_missing("compress", missing, len(ids))
+    failures: dict[int, str] = {}
     log.info("compress: %d images to encode (JPEG quality %d), %d already done", len(todo), cfg.quality, len(done))
     bar = progress(None, desc="compress", total=len(todo), unit="img", quiet=args.quiet)
     try:
@@ -372,4 +402,4 @@ def run_compress(config, args) -> None:
         bar.close()
         manifest.close()
     size_report("compress", [out_dir / f"example-{i}.jpg" for i in ids], "JPEGs")
-    finish("compress", failures, len(ids))
+    finish("compress", failures, len(ids), missing)

@@ -26,6 +26,7 @@ import torch
 
 from bakery.errors import BakeryError
 from bakery.fsutil import sha256_file
+from bakery.progress import spinner
 from bakery.text.backends import Request, finish_completion, hit_stop
 from bakery.text.clean import DEFAULT_END_MARKERS
 from bakery.text.config import EMBEDDED_MODEL, StageConfig
@@ -96,7 +97,7 @@ class TransformersBackend:
         # transformers' GGUF loader draws its own tqdm bar that no setting turns off.
         hush = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
         try:
-            with hush:
+            with hush, spinner(f"loading {self.name}", quiet=quiet):
                 tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True,
                                                           trust_remote_code=False, **extra)
                 model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True,

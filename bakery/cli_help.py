@@ -1,0 +1,87 @@
+"""The words of `bakery --help` and each `bakery COMMAND --help`: a one-line summary per
+command, real examples, and the doc file to read. Kept apart from cli.py's wiring."""
+
+from __future__ import annotations
+
+# Commands in pipeline order, as `bakery --help` lists them, each with its one line.
+PIPELINE = [
+    ("generate", "StyleGAN seeds × psi bands → build/raw/example-{ID}.png (or any .pkl with --model)"),
+    ("upscale", "waifu2x 2x: build/raw → build/upscaled (or any folder with --in/--out)"),
+    ("compress", "JPEG: build/upscaled → public/example-{ID}.jpg"),
+    ("text", "language-model snippets → build/text/snippet-{ID}.txt"),
+    ("site", "publish complete pairs and render public/index.html"),
+    ("serve", "preview public/ on http://127.0.0.1:8000/"),
+    ("deploy", "sync public/ to S3 (+ CDN purge) and rsync mirrors"),
+]
+SHORTCUTS = [
+    ("bake", "every enabled stage in order: generate → upscale → compress → text → site"),
+    ("images", "generate → upscale → compress"),
+]
+TOOLS = [
+    ("figures", "10×10 contact sheet and labelled truncation sweep of a model"),
+    ("archive", "move the current generation into public/NAME/ before a new bake"),
+    ("mirror-config", "an rsyncd.conf module serving public/ read-only"),
+]
+
+DOCS = {
+    "generate": "docs/images.md", "images": "docs/images.md", "figures": "docs/images.md",
+    "upscale": "docs/upscale.md", "compress": "docs/upscale.md", "text": "docs/text.md",
+    "site": "docs/config.md", "serve": "README.md", "bake": "README.md",
+    "deploy": "docs/deploy.md", "archive": "docs/deploy.md", "mirror-config": "docs/deploy.md",
+}
+
+EXAMPLES = {
+    "bake": ["bakery bake                      # content/site.toml → public/",
+             "bakery -c other/site.toml bake -q",
+             "bakery bake --batch-size 16 --text-batch-size 4"],
+    "images": ["bakery images                    # generate → upscale → compress",
+               "bakery images --batch-size 16"],
+    "generate": ["bakery generate --model ffhq.pkl --seeds 0-9,20,30-35 --psi 0.7   # no project needed",
+                 "bakery generate --model ffhq.pkl --seeds 100-199 --noise seeded --out faces",
+                 "bakery generate                  # the [[images.bands]] of content/site.toml"],
+    "upscale": ["bakery upscale --in faces --out faces-2x          # any folder of images",
+                "bakery upscale -i faces -o faces-4x -n 1 -s 4",
+                "bakery upscale                   # build/raw → build/upscaled, per [upscale]"],
+    "compress": ["bakery compress                  # build/upscaled → public/*.jpg at [jpeg] quality",
+                 "bakery -q compress"],
+    "text": ["bakery text                      # snippets for every configured ID",
+             "bakery text --text-batch-size 4  # less memory",
+             "bakery -v text                   # with the model library's own output"],
+    "site": ["bakery site                      # public/index.html + the complete pairs",
+             "bakery -c content/site.toml site"],
+    "serve": ["bakery serve                     # http://127.0.0.1:8000/",
+              "bakery serve --port 0            # any free port"],
+    "figures": ["bakery figures --model ffhq.pkl --psi 0.7 --out figures   # no project needed",
+                "bakery figures --seed 100        # the configured model, into build/figures",
+                "bakery figures --model ffhq.pkl --noise seeded"],
+    "deploy": ["bakery deploy --dry-run          # the plan, nothing changed",
+               "bakery deploy s3",
+               "bakery deploy rsync"],
+    "archive": ["bakery archive v1               # public/example-* → public/v1/"],
+    "mirror-config": ["bakery mirror-config --module waifus --out /etc/rsyncd.d/waifus.conf",
+                      "bakery mirror-config --snippets-tarball"],
+}
+
+
+def epilog(command: str) -> str:
+    lines = ["examples:"] + [f"  {line}" for line in EXAMPLES.get(command, [])]
+    if command in DOCS:
+        lines += ["", f"read: {DOCS[command]}"]
+    return "\n".join(lines)
+
+
+def overview() -> str:
+    """The command list of `bakery --help`, stages first in the order they run."""
+    def block(title: str, rows: list[tuple[str, str]]) -> list[str]:
+        return [title] + [f"  {name:<14}{line}" for name, line in rows]
+
+    lines = block("stages, in pipeline order:", PIPELINE) + [""] + block("shortcuts:", SHORTCUTS)
+    lines += [""] + block("tools:", TOOLS)
+    lines += ["", "try a checkpoint without a project:",
+              "  bakery generate --model X.pkl --seeds 0-9,20 --psi 0.7 --out out",
+              "", "`bakery COMMAND --help` shows examples; README.md and docs/ explain each stage."]
+    return "\n".join(lines)
+
+
+def summary(command: str) -> str:
+    return dict(PIPELINE + SHORTCUTS + TOOLS)[command]

@@ -1,0 +1,184 @@
+"""The project-free quick path: `bakery generate --model`, `figures --model`, `upscale --in/--out`,
+and the NVIDIA-style seed lists they (and [[images.bands]]) take."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bakery.cli import main
+from bakery.config import load_config
+from bakery.errors import ConfigError
+from bakery.seeds import SeedListError, format_seeds, parse_seed_ranges, parse_seeds
+from tests.conftest import FIXTURES, write_project
+
+SG2_PKL = FIXTURES / "stylegan2" / "stylegan2_tf1_synthetic_r64.pkl"
+
+
+# --- seed lists ---------------------------------------------------------------------------
+
+def test_seed_lists_as_nvidia_parse_range():
+    assert parse_seeds("0-9,20,30-35") == list(range(10)) + [20] + list(range(30, 36))
+    assert parse_seeds(" 7 ") == [7]
+    assert parse_seeds("3,1-3") == [3, 1, 2]  # order kept, a repeat kept once
+    assert parse_seed_ranges("5-6, 9") == [(5, 6), (9, 9)]
+    assert parse_seeds(f"{2**32 - 1}") == [2**32 - 1]
+    assert format_seeds([0, 1, 2, 7, 9, 10]) == "0-2,7,9-10"
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("", "must look like"), ("0-x", "'0-x' is not a seed or range"), ("5-2", "'5-2'"),
+    ("1,,2", "'' is not a seed"), ("-3", "'-3'"), (f"0-{2**32}", "above 2**32-1"),
+])
+def test_bad_seed_lists_say_what_is_wrong(text, problem):
+    with pytest.raises(SeedListError) as err:
+        parse_seeds(text)
+    assert problem in str(err.value)
+
+
+def test_bands_take_comma_lists_and_must_still_tile(tmp_path):
+    path = write_project(tmp_path, """
+        [[images.bands]]
+        seeds = "0-9,20-29"
+        psi = 0.8
+        [[images.bands]]
+        seeds = "10-19"
+        psi = 0.6
+    """, with_site_dirs=False)
+    images = load_config(path).images
+    assert images.ids == list(range(30))
+    assert [(b.first, b.last, b.psi) for b in images.bands] == [(0, 9, 0.8), (10, 19, 0.6), (20, 29, 0.8)]
+    assert images.band_of(25).psi == 0.8
+    overlap = write_project(tmp_path / "o", """
+        [[images.bands]]
+        seeds = "0-9,15"
+        psi = 0.8
+        [[images.bands]]
+        seeds = "10-19"
+        psi = 0.6
+    """, with_site_dirs=False)
+    with pytest.raises(ConfigError, match=r"images.bands\[0\]: seeds 15-15 overlap bands\[1\] \(10-19\)"):
+        load_config(overlap)
+
+
+# --- generate --model -----------------------------------------------------------------------
+
+def test_generate_model_from_an_empty_folder_matches_the_renderer(tmp_path, monkeypatch, capsys):
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer
+
+    monkeypatch.chdir(tmp_path)  # no content/, templates/ or static/ anywhere
+    assert main(["generate", "--model", str(SG2_PKL), "--seeds", "0-2,7", "--psi", "0.7"]) == 0
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png"]
+    err = capsys.readouterr().err
+    assert "4 of 4 seed(s) to render" in err and "wrote 4 image(s) (seeds 0-2,7)" in err
+    expected = Renderer(load_generator(SG2_PKL).generator).render_seeds([7, 1], [0.7, 0.7], ["const"] * 2)["uint8"]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "seed0007.png")), expected[0])
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "seed0001.png")), expected[1])
+    record = json.loads(Image.open(out / "seed0007.png").text["bakery"])
+    assert record["seed"] == 7 and record["psi"] == 0.7 and record["noise"] == "const"
+
+
+def test_generate_model_resumes_and_redoes_what_changed(tmp_path, capsys):
+    out = tmp_path / "faces"
+    args = ["-q", "generate", "--model", str(SG2_PKL), "--seeds", "0-3", "--psi", "0.5", "--out", str(out)]
+    assert main(args) == 0
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    data = (out / "seed0002.png").read_bytes()
+    (out / "seed0002.png").write_bytes(data[: len(data) // 2])  # cut short, as a crash without rename would
+    (out / ".tmp-seed0003.png.x").write_bytes(b"half")  # a crashed write's leftover
+    assert main(["-v"] + args[1:]) == 0
+    assert "1 of 4 seed(s) to render" in capsys.readouterr().err
+    assert (out / "seed0002.png").read_bytes() == data
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "seed0002.png"} == \
+        {k: v for k, v in mtimes.items() if k != "seed0002.png"}
+    assert main(args[:-4] + ["--psi", "0.6", "--out", str(out)]) == 0  # new psi: everything again
+    assert all(p.stat().st_mtime_ns > mtimes[p.name] for p in out.iterdir())
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "missing.pkl", "--seeds", "0-3"], "--model: file not found: missing.pkl"),
+    (["--model", str(SG2_PKL), "--seeds", "0-x"], "--seeds: must look like"),
+    (["--model", str(SG2_PKL), "--seeds", f"0,{2**32}"], "--seeds: seed 4294967296 is above 2**32-1"),
+    (["--model", str(SG2_PKL)], "--model needs --seeds"),
+    (["--seeds", "0-3"], "--seeds needs --model"),
+    (["--model", str(SG2_PKL), "--seeds", "1", "--psi", "3"], "--psi: 3 is out of range"),
+    (["--model", str(SG2_PKL), "--seeds", "1", "--batch-size", "0"], "--batch-size must be between 1 and 64"),
+])
+def test_generate_model_errors_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate"] + argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bakery: error:") and "\n" not in err and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- figures --model ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_figures_model_needs_no_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "figures", "--model", str(SG2_PKL), "--psi", "0.5", "--out", "figs"]) == 0
+    sheet = Image.open(tmp_path / "figs" / "contact-sheet.png")
+    sweep = Image.open(tmp_path / "figs" / "truncation-sweep.png")
+    assert sheet.size == (1280, 1280)  # 10 × 10 cells of 128 px (the model draws 64 px)
+    assert sweep.width == 8 * 128 and sweep.height > 6 * 128  # + the psi label strip
+
+
+def test_figure_cells_and_labels():
+    from bakery.images.figures import cell_size, label_columns, psi_label
+
+    assert [cell_size(r) for r in (32, 64, 128, 256, 512, 1024)] == [128, 128, 128, 256, 256, 256]
+    assert psi_label(-0.25) == "psi = -0.25"
+    labelled = label_columns(np.zeros((128, 256, 3), np.uint8), ["psi = 1", "psi = 0"], 128)
+    strip = labelled[: labelled.shape[0] - 128]
+    for col in (strip[:, :128], strip[:, 128:]):  # a label over each column
+        assert (col < 100).any() and (col > 250).mean() > 0.8
+
+
+# --- upscale --in/--out ---------------------------------------------------------------------
+
+def test_upscale_any_folder(tmp_path, capsys):
+    from bakery.upscale.waifu2x import Waifu2x
+
+    src, dst = tmp_path / "in", tmp_path / "up"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (12, 16, 3), np.uint8)).save(src / "a.png")
+    Image.fromarray(rng.integers(0, 255, (10, 10, 3), np.uint8)).save(src / "b.jpg", quality=90)
+    (src / "notes.txt").write_text("not an image")
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(dst), "-n", "-1"]) == 0
+    assert sorted(p.name for p in dst.glob("*.png")) == ["a.png", "b.png"]
+    expected = Waifu2x("none").upscale_images([Image.open(src / "a.png")])[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(dst / "a.png")), np.asarray(expected))
+    assert Image.open(dst / "b.png").size == (20, 20)
+    before = (dst / "a.png").stat().st_mtime_ns
+    assert main(["upscale", "--in", str(src), "--out", str(dst), "-n", "-1"]) == 0
+    assert "0 of 2 image(s)" in capsys.readouterr().err and (dst / "a.png").stat().st_mtime_ns == before
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(tmp_path / "x4"), "-n", "1", "-s", "4"]) == 0
+    assert Image.open(tmp_path / "x4" / "a.png").size == (64, 48)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-i", "nowhere", "-o", "out"], "--in: folder not found: nowhere"),
+    (["-i", "src"], "upscale needs both --in and --out"),
+    (["-i", "src", "-o", "out", "-n", "5"], "-n/--noise: must be -1 (none), 0, 1, 2 or 3"),
+    (["-i", "src", "-o", "out", "-s", "3"], "-s/--scale: must be 2, 4, 8"),
+    (["-i", "src", "-o", "src"], "--out must differ from --in"),
+    (["-i", "empty", "-o", "out"], "--in: empty holds no images"),
+])
+def test_upscale_folder_errors(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "empty").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "src" / "a.png")
+    assert main(["upscale"] + argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bakery: error:") and "\n" not in err and message in err
+    assert not (tmp_path / "out").exists()
+    assert sorted(os.listdir(tmp_path / "src")) == ["a.png"]
