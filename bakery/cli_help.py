@@ -18,13 +18,15 @@ SHORTCUTS = [
     ("images", "generate → upscale → compress"),
 ]
 TOOLS = [
-    ("figures", "10×10 contact sheet and labelled truncation sweep of a model"),
+    ("figures", "10×10 contact sheet, labelled truncation sweep and style-mixing grid of a model"),
+    ("video", "latent-walk grid, coarse/fine style mixing or circular interpolation → H.264 MP4"),
     ("archive", "move the current generation into public/NAME/ before a new bake"),
     ("mirror-config", "an rsyncd.conf module serving public/ read-only"),
 ]
 
 DOCS = {
     "generate": "docs/images.md", "images": "docs/images.md", "figures": "docs/images.md",
+    "video": "docs/video.md",
     "upscale": "docs/upscale.md", "compress": "docs/upscale.md", "text": "docs/text.md",
     "site": "docs/config.md", "serve": "README.md", "bake": "README.md",
     "deploy": "docs/deploy.md", "archive": "docs/deploy.md", "mirror-config": "docs/deploy.md",
@@ -47,13 +49,16 @@ EXAMPLES = {
     "text": ["bakery text                      # snippets for every configured ID",
              "bakery text --text-batch-size 4  # less memory",
              "bakery -v text                   # with the model library's own output"],
-    "site": ["bakery site                      # public/index.html + the complete pairs",
-             "bakery -c content/site.toml site"],
+    "site": ["bakery site                      # public/index.html, grid.html + the complete pairs",
+             "bakery site --allow-empty        # the pages even before anything is baked"],
     "serve": ["bakery serve                     # http://127.0.0.1:8000/",
               "bakery serve --port 0            # any free port"],
     "figures": ["bakery figures --model ffhq.pkl --psi 0.7 --out figures   # no project needed",
                 "bakery figures --seed 100        # the configured model, into build/figures",
                 "bakery figures --model ffhq.pkl --noise seeded"],
+    "video": ["bakery video grid --model ffhq.pkl --seconds 10 --out walk.mp4   # no project needed",
+              "bakery video coarse --seed 3 --psi 0.7   # the project's model, into build/videos",
+              "bakery video circular --model ffhq.pkl --fps 30 --size 256"],
     "deploy": ["bakery deploy --dry-run          # the plan, nothing changed",
                "bakery deploy s3",
                "bakery deploy rsync"],

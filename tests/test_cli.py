@@ -91,11 +91,12 @@ def test_generate_runs_in_a_folder_without_site_files(tmp_path, capsys):
 
 def test_unwritable_output_is_one_line_before_any_work(tmp_path, capsys):
     path = bare_project(tmp_path)
-    (tmp_path / "build").write_text("a file where the build folder belongs")
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "raw").write_text("a file where the stage's output folder belongs")
     started = time.monotonic()
     assert main(["-c", str(path), "generate"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "cannot write the output folder" in err and str(tmp_path / "build") in err
+    assert "\n" not in err and "cannot write the output folder" in err and str(tmp_path / "build" / "raw") in err
     assert time.monotonic() - started < 5  # no model was loaded
 
 
