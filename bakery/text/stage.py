@@ -212,7 +212,6 @@ def run_text(config, args) -> None:
                                                         "chars": len(outcome.cleaned.text),
                                                         "rejected": reasons[i], **record_of(text.encode("utf-8"))}
                         journal.add(i, manifest["snippets"][str(i)])
-                        written += 1
                         bar.update(1)  # per finished snippet, not per batch
                     else:
                         log.debug("text: ID %d attempt %d rejected: %s", i, attempt + 1, outcome.cleaned.reason)
