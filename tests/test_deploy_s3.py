@@ -365,3 +365,25 @@ def test_trust_state_lists_after_a_failed_deploy(project, monkeypatch, calls):
     assert sorted(ops(calls, "PutObject")) == ["example-1.jpg", "index.html", "snippet-0.txt"]
     assert remote_tree(project["client"], project["bucket"]) == files
     assert json.loads(state_path(config.build_dir).read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("link,target", [("etc", "/etc"), ("loop", "."), ("passwd.txt", "/etc/passwd"),
+                                         ("v0/broken.jpg", "nowhere.jpg")])
+def test_symlinks_out_of_public_or_to_folders_stop_the_deploy_before_anything_is_sent(project, calls, link, target):
+    config, _ = project["make"]()
+    fill_public(project["public"], 4)
+    path = project["public"] / link
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    with pytest.raises(BakeryError, match=rf"{re.escape(link)} is a symlink to .*refusing to follow it"):
+        deploy_s3(config, quiet=True)
+    assert ops(calls, "PutObject") == []
+    assert remote_tree(project["client"], project["bucket"]) == {}
+
+
+def test_a_symlink_to_a_file_inside_public_is_published_as_that_file(project):
+    config, _ = project["make"]()
+    files = fill_public(project["public"], 4)
+    (project["public"] / "same.txt").symlink_to(project["public"] / "snippet-1.txt")
+    deploy_s3(config, quiet=True)
+    assert remote_tree(project["client"], project["bucket"]) == {**files, "same.txt": files["snippet-1.txt"]}
