@@ -365,3 +365,22 @@ def test_trust_state_lists_after_a_failed_deploy(project, monkeypatch, calls):
     assert sorted(ops(calls, "PutObject")) == ["example-1.jpg", "index.html", "snippet-0.txt"]
     assert remote_tree(project["client"], project["bucket"]) == files
     assert json.loads(state_path(config.build_dir).read_text())["complete"] is True
+
+
+def test_listing_shows_a_spinner_on_a_terminal_and_nothing_when_quiet(project, monkeypatch):
+    from terminal_support import eager_spinner, fake_terminal
+
+    config, _ = project["make"]()
+    fill_public(project["public"], 3)
+    steps: list[str] = []
+    eager_spinner(s3mod, monkeypatch, steps)
+    with fake_terminal() as drawn:
+        deploy_s3(config, quiet=True)
+    assert steps == [f"s3: listing s3://{project['bucket']}/"]
+    assert drawn == [""]  # -q: neither the spinner nor the upload bar
+
+    (project["public"] / "snippet-1.txt").write_bytes(b"a rewritten story\n")
+    with fake_terminal() as drawn:
+        deploy_s3(config, quiet=False)
+    assert f"s3: listing s3://{project['bucket']}/ 0 s" in drawn[0]
+    assert "s3: upload" in drawn[0]
