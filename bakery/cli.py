@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the contact sheet's psi (default: the first band's; with --model 0.7)")
     p.add_argument("--noise", choices=NOISE_CHOICES, default=None,
                    help="noise mode (default: the first band's; with --model const)")
+    add_class_option(p, "the class of every image, for a class-conditional model (default: the first "
+                        "band's `class`; with --model required by such a model)")
     add_image_options(p)
     p = add("video", "latent-walk grid, style-mixing or circular-interpolation video as H.264 MP4 "
             "(of the project's model, or of --model, no project needed)", action_runner("video"))
@@ -246,6 +248,11 @@ def add_quick_generate_options(p: argparse.ArgumentParser) -> None:
                    help="noise inputs: the checkpoint's stored maps, seeded per seed, or fresh (default: const)")
     q.add_argument("--out", "--outdir", type=Path, default=None,
                    help="output folder for seedNNNN.png (default: out)")
+    add_class_option(q, "class of every seed, for a class-conditional model (required by one, refused by others)")
+
+
+def add_class_option(p, help_text: str) -> None:
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="N", help=help_text)
 
 
 def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
@@ -266,9 +273,10 @@ def quick_path(args):
     if command == "generate":
         if args.model is None:
             given = [flag for flag, value in (("--seeds", args.seeds), ("--psi", args.psi), ("--noise", args.noise),
-                                              ("--out", args.out)) if value is not None]
+                                              ("--out", args.out), ("--class", args.class_index))
+                     if value is not None]
             if given:
-                raise BakeryError(f"{given[0]} needs --model (without it, seeds and psi come from "
+                raise BakeryError(f"{given[0]} needs --model (without it, seeds, psi and class come from "
                                   "[[images.bands]] in site.toml)")
             return None
         if args.seeds is None:

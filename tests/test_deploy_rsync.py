@@ -138,3 +138,24 @@ def test_mirror_config_serves_public_read_only_with_snippet_tarball(site):
 def test_rsync_config_errors_name_the_key(tmp_path, snippet, problem):
     with pytest.raises(ConfigError, match=re.escape(problem)):
         load_config(write_project(tmp_path, "[deploy]\n" + snippet))
+
+
+def test_each_pass_shows_a_spinner_on_a_terminal_and_nothing_when_quiet(site, monkeypatch):
+    import bakery.deploy.rsync as rsync_module
+    from terminal_support import eager_spinner, fake_terminal
+
+    root, public, files = site
+    config = load_config(write_project(root, "[deploy]\n" + rsync_targets(
+        f'name = "local"\ndestination = "{root / "dest"}"')))
+    steps: list[str] = []
+    eager_spinner(rsync_module, monkeypatch, steps)
+    with fake_terminal() as drawn:
+        deploy_rsync(config, quiet=True)
+    assert steps == ["rsync local: pass 1, all but *.html", "rsync local: pass 2, *.html",
+                     "rsync local: clean-up of .rsync-partial and temp files"]
+    assert drawn == [""]
+    assert tree_bytes(root / "dest") == files
+
+    with fake_terminal() as drawn:
+        deploy_rsync(config, quiet=False)
+    assert "rsync local: pass 1, all but *.html 0 s" in drawn[0]

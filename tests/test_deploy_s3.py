@@ -387,3 +387,22 @@ def test_a_symlink_to_a_file_inside_public_is_published_as_that_file(project):
     (project["public"] / "same.txt").symlink_to(project["public"] / "snippet-1.txt")
     deploy_s3(config, quiet=True)
     assert remote_tree(project["client"], project["bucket"]) == {**files, "same.txt": files["snippet-1.txt"]}
+
+
+def test_listing_shows_a_spinner_on_a_terminal_and_nothing_when_quiet(project, monkeypatch):
+    from terminal_support import eager_spinner, fake_terminal
+
+    config, _ = project["make"]()
+    fill_public(project["public"], 3)
+    steps: list[str] = []
+    eager_spinner(s3mod, monkeypatch, steps)
+    with fake_terminal() as drawn:
+        deploy_s3(config, quiet=True)
+    assert steps == [f"s3: listing s3://{project['bucket']}/"]
+    assert drawn == [""]  # -q: neither the spinner nor the upload bar
+
+    (project["public"] / "snippet-1.txt").write_bytes(b"a rewritten story\n")
+    with fake_terminal() as drawn:
+        deploy_s3(config, quiet=False)
+    assert f"s3: listing s3://{project['bucket']}/ 0 s" in drawn[0]
+    assert "s3: upload" in drawn[0]

@@ -182,3 +182,75 @@ def test_upscale_folder_errors(tmp_path, monkeypatch, capsys, argv, message):
     assert err.startswith("bakery: error:") and "\n" not in err and message in err
     assert not (tmp_path / "out").exists()
     assert sorted(os.listdir(tmp_path / "src")) == ["a.png"]
+
+
+# --- --class for class-conditional checkpoints ------------------------------------------------
+
+VARIANTS = FIXTURES / "stylegan2_ada_variants"
+COND_PKL = VARIANTS / "orig_c4_r16.pkl"  # c_dim 4; references use class (2·seed + 1) mod 4
+
+
+def nvidia_reference(seed: int) -> np.ndarray:
+    return np.load(VARIANTS / "cases" / f"orig_c4_r16_seed{seed}_psi0.7_cutall_const.npz")["image_uint8"][0]
+
+
+def assert_close_to(path, reference: np.ndarray) -> None:
+    """Within the uint8 tolerance of the stylegan2_ada fixture (float32 TF vs PyTorch)."""
+    tol = json.loads((FIXTURES / "stylegan2_ada" / "manifest.json").read_text())["tolerances"]
+    diff = np.abs(np.asarray(Image.open(path)).astype(int) - reference.astype(int))
+    assert diff.max() <= tol["image_uint8_max_abs"], diff.max()
+
+
+@pytest.mark.slow
+def test_generate_class_matches_nvidia_and_a_new_class_re_renders(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["generate", "--model", str(COND_PKL), "--seeds", "0-1", "--psi", "0.7", "--out", str(out)]
+    assert main(args + ["--class", "1"]) == 0
+    assert_close_to(out / "seed0000.png", nvidia_reference(0))  # seed 0's reference is class 1
+    assert json.loads(Image.open(out / "seed0000.png").text["bakery"])["class"] == 1
+    first = (out / "seed0001.png").read_bytes()
+    assert main(args + ["--class", "1"]) == 0
+    assert "0 of 2 seed(s) to render" in capsys.readouterr().err
+    assert main(args + ["--class", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 seed(s) to render" in err and "class 3, model orig_c4_r16.pkl" in err
+    assert (out / "seed0001.png").read_bytes() != first
+    assert_close_to(out / "seed0001.png", nvidia_reference(1))  # seed 1's reference is class 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", str(COND_PKL), "--seeds", "0"],
+     "--model orig_c4_r16.pkl: the model is class-conditional (4 classes): pass --class N, N in 0-3"),
+    (["--model", str(COND_PKL), "--seeds", "0", "--class", "4"],
+     "--class 4: out of range: orig_c4_r16.pkl has classes 0-3"),
+    (["--model", str(SG2_PKL), "--seeds", "0", "--class", "1"],
+     f"--class 1: {SG2_PKL.name} is not class-conditional; drop --class"),
+    (["--seeds", "0", "--class", "1"], "--seeds needs --model (without it, seeds, psi and class come from "
+                                       "[[images.bands]] in site.toml)"),
+    (["--class", "1"], "--class needs --model (without it, seeds, psi and class come from "
+                       "[[images.bands]] in site.toml)"),
+])
+def test_generate_class_errors_are_one_line_and_render_nothing(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "generate"] + argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"bakery: error: {message}"
+    assert list(tmp_path.glob("**/*.png")) == []
+
+
+@pytest.mark.slow
+def test_figures_model_with_a_class(tmp_path, monkeypatch, capsys):
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.figures import grid
+    from bakery.images.generator import Renderer
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "figures", "--model", str(SG2_PKL), "--class", "1"]) == 1
+    assert capsys.readouterr().err.strip() == \
+        f"bakery: error: --class 1: {SG2_PKL.name} is not class-conditional; drop --class"
+    assert main(["-q", "figures", "--model", str(COND_PKL), "--class", "2", "--psi", "0.7", "--out", "figs"]) == 0
+    sheet = np.asarray(Image.open(tmp_path / "figs" / "contact-sheet.png"))
+    renderer = Renderer(load_generator(COND_PKL).generator)
+    cell = sheet.shape[0] // 10
+    seed0 = renderer.render_seeds([0], [0.7], ["const"], classes=[2])["uint8"]
+    np.testing.assert_array_equal(sheet[:cell, :cell], grid(seed0, 1, cell))

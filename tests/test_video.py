@@ -231,3 +231,48 @@ def test_style_mixing_figure_layout_and_w_rows(renderer):
     np.testing.assert_array_equal(mixed[1, 2, 4:], alone["ws"][1, 4:])  # fine rows: the target's
     np.testing.assert_array_equal(mixed[1, 2, :4], alone["ws"][4, :4])  # coarse rows: the style's
     assert rms(cells[5], cells[4]) > 0.005 and rms(cells[5], cells[1]) > 0.005  # a real mix
+
+
+# -- --class for a class-conditional checkpoint ------------------------------------------------
+
+COND_PKL = SG2_PKL.parents[1] / "stylegan2_ada_variants" / "orig_c4_r16.pkl"  # 4 classes
+
+
+def test_video_frames_of_a_class_are_generate_s_images_of_that_class():
+    from bakery.images.checkpoints import load_generator
+    from bakery.images.generator import Renderer, seed_inputs
+    from bakery.video.frames import Kind, Look
+
+    renderer = Renderer(load_generator(COND_PKL).generator)
+    look = Look(seed=5, psi=0.7, noise="const", size=16, batch=2, frames=2, fps=10, class_index=2)
+    kind = Kind(renderer, look)
+    ws = kind.map(seed_inputs(renderer.gen, 5, "const")[0][None])
+    frame = kind.synthesize(ws, [kind.noise_of(5)])
+    fused = renderer.render_seeds([5], [0.7], ["const"], classes=[2])["uint8"]
+    np.testing.assert_array_equal(frame, fused)
+    assert not np.array_equal(fused, renderer.render_seeds([5], [0.7], ["const"], classes=[0])["uint8"])
+
+
+@pytest.mark.parametrize("model,options,message", [
+    (COND_PKL, [], "--model orig_c4_r16.pkl: the model is class-conditional (4 classes): pass --class N, N in 0-3"),
+    (SG2_PKL, ["--class", "1"], f"--class 1: {SG2_PKL.name} is not class-conditional; drop --class"),
+])
+def test_video_class_errors(tmp_path, capsys, model, options, message):
+    out = tmp_path / "v.mp4"
+    assert main(["-q", "video", "grid", "--model", str(model), "--seconds", "0.2", "--fps", "10",
+                 "--out", str(out), *options]) == 1
+    assert capsys.readouterr().err.strip() == f"bakery: error: {message}"
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_video_with_another_class_is_rendered_again(tmp_path):
+    out = tmp_path / "walk.mp4"
+    argv = ["-q", "video", "grid", "--model", str(COND_PKL), "--grid", "1x1", "--seconds", "0.2", "--fps", "10",
+            "--out", str(out)]
+    assert main(argv + ["--class", "1"]) == 0
+    _, class1 = decode(out)
+    assert main(argv + ["--class", "3"]) == 0
+    meta, class3 = decode(out)
+    assert meta["size"] == (16, 16) and len(class3) == 2
+    assert rms(class1, class3) > 0.02  # the chunks of class 1 were not reused

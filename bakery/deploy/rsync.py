@@ -34,6 +34,7 @@ from bakery.deploy.config import NAME_RE, single_line
 from bakery.deploy.preflight import check_before_deploy
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import write_bytes_atomic, write_text_atomic
+from bakery.progress import spinner
 from bakery.redact import redact, remember
 
 log = logging.getLogger("bakery.deploy")
@@ -161,17 +162,25 @@ def run_rsync(cmd: list[str], what: str) -> str:
 
 
 def push_tree(target, local: Path, sub: str, *, delete: bool, max_deletes: int,
-              protect: tuple[str, ...], dry_run: bool) -> dict[str, int]:
+              protect: tuple[str, ...], dry_run: bool, quiet: bool = False) -> dict[str, int]:
     """One tree, in the passes described at the top; returns transferred files, bytes, deletions."""
     destination = join_destination(target.destination, sub)
     where = f" (extra tree {sub!r})" if sub else ""
+
+    def run_pass(cmd: list[str], what: str) -> str:
+        # A pass over a slow link is silent for minutes: a spinner with elapsed time per pass,
+        # and its duration in the debug log.
+        with spinner(f"rsync {target.name}: {what}", quiet=quiet) as pass_time:
+            out = run_rsync(cmd, what)
+        log.debug("rsync %s: %s took %.1f s", target.name, what, pass_time.elapsed)
+        return out
 
     def command(**kw):
         return transfer_command(target, local, destination, delete=delete, max_deletes=max_deletes,
                                 protect=protect, **kw)
 
     if dry_run or delete:
-        out = run_rsync(command(dry_run=True), f"dry run{where}")
+        out = run_pass(command(dry_run=True), f"dry run{where}")
         changes = planned_changes(out, sub)
         deletions = sum(line.startswith("delete: ") for line in changes)
         if dry_run:
@@ -186,13 +195,14 @@ def push_tree(target, local: Path, sub: str, *, delete: bool, max_deletes: int,
     totals = {"files": 0, "bytes": 0, "deleted": 0}
     for what, cmd in ((f"pass 1, all but {ENTRY_PAGES}", command(entry_pages_too=False)),
                       (f"pass 2, {ENTRY_PAGES}{' and deletions' if delete else ''}", command())):
-        for name, value in parse_stats(run_rsync(cmd, what + where)).items():
+        for name, value in parse_stats(run_pass(cmd, what + where)).items():
             totals[name] += value
-    run_rsync(cleanup_command(target, local, destination), f"clean-up of {PARTIAL_DIR} and temp files{where}")
+    run_pass(cleanup_command(target, local, destination), f"clean-up of {PARTIAL_DIR} and temp files{where}")
     return totals
 
 
-def push_target(target, public: Path, dry_run: bool, delete: bool, max_deletes: int) -> PushResult:
+def push_target(target, public: Path, dry_run: bool, delete: bool, max_deletes: int,
+                quiet: bool = False) -> PushResult:
     """public/ first, then each extra tree into its subfolder; stops at the first failure."""
     t0 = time.monotonic()
     trees = [(public, "")] + [(local, sub) for sub, local in sorted(target.extra_trees.items())]
@@ -201,7 +211,7 @@ def push_target(target, public: Path, dry_run: bool, delete: bool, max_deletes: 
         protect = tuple(sorted(target.extra_trees)) if not sub else ()
         try:
             done = push_tree(target, local, sub, delete=delete, max_deletes=max_deletes,
-                             protect=protect, dry_run=dry_run)
+                             protect=protect, dry_run=dry_run, quiet=quiet)
         except PushFailed as exc:
             return PushResult(target.name, False, seconds=time.monotonic() - t0, error=str(exc))
         for name, value in done.items():
@@ -224,7 +234,7 @@ def effective_delete(target, delete: bool | None, max_deletes: int | None) -> tu
 
 
 def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
-                 delete: bool | None = None, allow_empty: bool = False) -> list[PushResult]:
+                 delete: bool | None = None, allow_empty: bool = False, quiet: bool = False) -> list[PushResult]:
     remember(os.environ.get("RSYNC_PASSWORD"))  # rsync reads it itself; we only keep it out of messages
     targets = config.deploy.rsync
     if not targets:
@@ -235,7 +245,7 @@ def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
         deleting, cap = effective_delete(target, delete, max_deletes)
         if dry_run:
             print(f"rsync {target.name} → {redact(target.destination)} (dry run: nothing changes)")
-        result = push_target(target, config.public_dir, dry_run, deleting, cap)
+        result = push_target(target, config.public_dir, dry_run, deleting, cap, quiet=quiet)
         results.append(result)
         if result.ok:
             log.info("rsync %s: %d files (%s) %s, %d %s, %.1f s → %s", target.name, result.files,
@@ -252,7 +262,7 @@ def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
 
 def run_deploy_rsync(config, args) -> None:
     deploy_rsync(config, dry_run=args.dry_run, max_deletes=args.max_deletes, delete=getattr(args, "delete", None),
-                 allow_empty=getattr(args, "allow_empty", False))
+                 allow_empty=getattr(args, "allow_empty", False), quiet=getattr(args, "quiet", False))
 
 
 # ---------------------------------------------------------------- serving a mirror

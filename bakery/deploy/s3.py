@@ -28,7 +28,7 @@ from bakery.deploy.s3list import Remote, list_remote
 from bakery.deploy.s3plan import Action, Plan, file_digests, make_plan, part_size
 from bakery.deploy.s3state import Entry, State, load_state, save_state, state_path, target_id
 from bakery.errors import BakeryError, StageFailures
-from bakery.progress import progress
+from bakery.progress import progress, spinner
 from bakery.redact import redact, remember
 
 log = logging.getLogger("bakery.deploy")
@@ -128,14 +128,16 @@ def plan_deploy(config, client, state: State, quiet: bool, trust_state: bool = F
                  "(--trust-state: no listing; changes made to the bucket by others go unnoticed)",
                  len(files), len(remote))
     else:
-        t0 = time.monotonic()
-        try:
-            remote = list_remote(client, s3cfg.bucket, key_of(""), local_keys,
-                                 workers=min(s3cfg.concurrency, LIST_WORKERS))
-        except Exception as exc:  # botocore's errors share no useful base class with connection errors
-            raise BakeryError(f"{where(s3cfg, key_of(''))}: cannot list the bucket: {describe_error(exc)[1]}") from None
+        # A big bucket takes many round trips to list: say so while it runs.
+        with spinner(f"s3: listing {where(s3cfg, key_of(''))}", quiet=quiet) as listing:
+            try:
+                remote = list_remote(client, s3cfg.bucket, key_of(""), local_keys,
+                                     workers=min(s3cfg.concurrency, LIST_WORKERS))
+            except Exception as exc:  # botocore's errors share no useful base class with connection errors
+                raise BakeryError(f"{where(s3cfg, key_of(''))}: cannot list the bucket: "
+                                  f"{describe_error(exc)[1]}") from None
         log.info("s3: %d local files, %d remote objects listed in %.1f s", len(files), len(remote),
-                 time.monotonic() - t0)
+                 listing.elapsed)
 
     def headers_of(rel: str) -> tuple[str, str | None]:
         return content_type(rel, s3cfg.content_types), cache_control(rel, s3cfg.cache_control)

@@ -89,11 +89,13 @@ def label_columns(sheet: np.ndarray, labels: list[str], cell: int) -> np.ndarray
 
 
 def draw_figures(model_path: Path, psi: float, noise: str, cutoff, first: int, batch: int,
-                 out_dir: Path, quiet: bool, class_index: int | None = None) -> tuple[Path, Path]:
+                 out_dir: Path, quiet: bool, class_index: int | None = None,
+                 class_flag: bool = False) -> tuple[Path, Path]:
     """contact-sheet.png (100 seeds at psi), truncation-sweep.png (labelled psi columns) and
-    style-mixing.png (coarse styles), of one class for a class-conditional model."""
+    style-mixing.png (coarse styles), of one class for a class-conditional model (class_flag: the
+    class came from --class, so errors about it name the flag)."""
     from bakery.images.generator import class_labels
-    from bakery.images.quick import load_renderer
+    from bakery.images.quick import check_class, load_renderer
     from bakery.preflight import ensure_writable
     from bakery.progress import progress
 
@@ -102,6 +104,8 @@ def draw_figures(model_path: Path, psi: float, noise: str, cutoff, first: int, b
     ensure_writable(out_dir, "figures folder")
     model, renderer = load_renderer(model_path, cutoff, quiet)
     gen = model.generator
+    if class_flag:
+        check_class(gen, class_index, model_path)
     class_labels(gen, [class_index])  # a conditional model needs a class, others refuse one
     cell = cell_size(gen.resolution)
     log.info("figures: %s %dpx model, seeds from %d, %d px cells → %s", gen.kind, gen.resolution, first, cell, out_dir)
@@ -133,8 +137,10 @@ def run_figures(config, args) -> None:
     out_dir = Path(args.out) if getattr(args, "out", None) else config.build_dir / "figures"
     psi = band.psi if getattr(args, "psi", None) is None else float(args.psi)
     noise = getattr(args, "noise", None) or band.noise
+    flag_class = getattr(args, "class_index", None)  # --class overrides the first band's class
     draw_figures(resolve_model(cfg), psi, noise, cfg.truncation_cutoff, int(getattr(args, "seed", 0) or 0),
-                 getattr(args, "batch_size", None) or cfg.batch_size, out_dir, args.quiet, band.class_index)
+                 getattr(args, "batch_size", None) or cfg.batch_size, out_dir, args.quiet,
+                 band.class_index if flag_class is None else flag_class, class_flag=flag_class is not None)
 
 
 def run_quick_figures(args) -> None:
@@ -145,7 +151,7 @@ def run_quick_figures(args) -> None:
     batch = 8 if args.batch_size is None else args.batch_size
     check_psi_noise_batch(psi, noise, batch)
     draw_figures(model_file(args.model), psi, noise, None, int(args.seed or 0), batch,
-                 Path(args.out or "figures"), args.quiet)
+                 Path(args.out or "figures"), args.quiet, getattr(args, "class_index", None), class_flag=True)
 
 
 # -- style mixing (the StyleGAN paper's Figure 3) --------------------------------------------

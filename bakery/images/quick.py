@@ -1,8 +1,9 @@
 """`bakery generate --model X.pkl --seeds 0-9,20 --psi 0.7`: NVIDIA's generate.py, no project needed.
 
 Writes seed0000.png, seed0001.png, ... into --out (default `out`), as NVIDIA's scripts name them.
-Each PNG carries its own record in a tEXt chunk (seed, psi, noise mode, truncation cutoff and
-the checkpoint's sha256), so the folder needs no manifest: a rerun skips every file whose
+A class-conditional checkpoint takes `--class N` (NVIDIA's `--class`), the same class for every
+seed. Each PNG carries its own record in a tEXt chunk (seed, psi, noise mode, truncation cutoff,
+the class if any and the checkpoint's sha256), so the folder needs no manifest: a rerun skips every file whose
 record matches and whose last chunk is IEND (written whole), and renders the rest. PNGs are
 written to a temp file and renamed, so an interrupted run leaves whole files or none.
 """
@@ -82,6 +83,18 @@ def png_with_record(pixels, record: dict) -> bytes:
     return buf.getvalue()
 
 
+def check_class(gen, class_index: int | None, model_path: Path) -> None:
+    """--class suits the model: required by a class-conditional one, refused by the others."""
+    name = model_path.name
+    if gen.c_dim == 0 and class_index is not None:
+        raise BakeryError(f"--class {class_index}: {name} is not class-conditional; drop --class")
+    if gen.c_dim > 0 and class_index is None:
+        raise BakeryError(f"--model {name}: the model is class-conditional ({gen.c_dim} classes): "
+                          f"pass --class N, N in 0-{gen.c_dim - 1}")
+    if class_index is not None and not 0 <= class_index < gen.c_dim:
+        raise BakeryError(f"--class {class_index}: out of range: {name} has classes 0-{gen.c_dim - 1}")
+
+
 def load_renderer(model_path: Path, cutoff: int | None, quiet: bool):
     """Checkpoint → (LoadedModel, Renderer), with a spinner while the checkpoint loads."""
     from bakery.images.checkpoints import load_generator
@@ -95,7 +108,8 @@ def load_renderer(model_path: Path, cutoff: int | None, quiet: bool):
     return model, renderer
 
 
-def render_batches(renderer, seeds: list[int], psi: float, noise: str, batch: int, quiet: bool, desc: str):
+def render_batches(renderer, seeds: list[int], psi: float, noise: str, batch: int, quiet: bool, desc: str,
+                   class_index: int | None = None):
     """Yield (seeds, uint8 images) per batch; a spinner covers the first batch's graph tracing."""
     bar = progress(None, desc=desc, total=len(seeds), unit="img", quiet=quiet)
     try:
@@ -103,7 +117,8 @@ def render_batches(renderer, seeds: list[int], psi: float, noise: str, batch: in
             chunk = seeds[start:start + batch]
             tracing = start == 0 or len(chunk) != batch  # a new batch size traces a new graph
             with spinner("tracing the generator graph", quiet=quiet or not tracing, delay=1.0):
-                out = renderer.render_seeds(chunk, [psi] * len(chunk), [noise] * len(chunk))
+                out = renderer.render_seeds(chunk, [psi] * len(chunk), [noise] * len(chunk),
+                                            classes=[class_index] * len(chunk))
             yield chunk, out["uint8"]
             bar.update(len(chunk))
     finally:
@@ -122,20 +137,27 @@ def run_quick_generate(args) -> None:
     out_dir = ensure_writable(Path(args.out or "out"), "--out folder")
     remove_stale_temps(out_dir)
     sha256 = sha256_of(model_path)
+    class_index = getattr(args, "class_index", None)
     wanted = {s: {"seed": s, "psi": psi, "noise": noise, "truncation_cutoff": None, "model_sha256": sha256}
               for s in seeds}
+    if class_index is not None:  # only then: records of unconditional renders stay as they were
+        for record in wanted.values():
+            record["class"] = class_index
     todo = [s for s in seeds if read_record(seed_file(out_dir, s)) != wanted[s]]
     from bakery.seeds import format_seeds
 
-    log.info("generate: %d of %d seed(s) to render into %s (%d already there), psi %g, noise %s, model %s",
-             len(todo), len(seeds), out_dir, len(seeds) - len(todo), psi, noise, model_path.name)
+    log.info("generate: %d of %d seed(s) to render into %s (%d already there), psi %g, noise %s, %smodel %s",
+             len(todo), len(seeds), out_dir, len(seeds) - len(todo), psi, noise,
+             "" if class_index is None else f"class {class_index}, ", model_path.name)
     if not todo:
         return
     model, renderer = load_renderer(model_path, None, args.quiet)
     if model.sha256 != sha256:
         raise BakeryError(f"--model: {model_path} changed while loading; run again")
+    check_class(model.generator, class_index, model_path)
     started = time.monotonic()
-    for chunk, images in render_batches(renderer, todo, psi, noise, batch, args.quiet, "generate"):
+    for chunk, images in render_batches(renderer, todo, psi, noise, batch, args.quiet, "generate",
+                                        class_index):
         for seed, pixels in zip(chunk, images):
             write_bytes_atomic(seed_file(out_dir, seed), png_with_record(pixels, wanted[seed]))
     log.info("generate: wrote %d image(s) (seeds %s) to %s in %.1f s", len(todo), format_seeds(todo),

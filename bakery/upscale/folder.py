@@ -65,7 +65,7 @@ def run_upscale_folder(args) -> None:
     ensure_writable(out_dir, "--out folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
-    manifest = Manifest(out_dir / MANIFEST_NAME, {"method": "waifu2x", "noise": noise, "scale": 2 ** passes})
+    manifest = Manifest(out_dir / MANIFEST_NAME, {"method": "waifu2x", "noise": noise, "scale": 2 ** passes}, "upscale")
     todo, done, failures = plan(list(range(len(images))), lambda i: images[i],
                                 lambda i: out_dir / (images[i].stem + ".png"), manifest)
     log.info("upscale: %d of %d image(s) in %s to enlarge %dx (waifu2x upconv_7, noise %s), %d already done",
@@ -74,7 +74,7 @@ def run_upscale_folder(args) -> None:
         try:
             upscale_files(todo, noise, passes, manifest, failures, args.quiet)
         finally:
-            manifest.write()
+            manifest.close()
     if failures:
         listed = "; ".join(msg for _, msg in sorted(failures.items())[:3])
         more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""

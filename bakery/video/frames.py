@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from bakery.images.generator import seed_inputs
+from bakery.images.generator import class_labels, seed_inputs
 from bakery.video.latents import Circle, mix_rows, plan_circle, smooth_walk
 
 CIRCLE_PROBES = 96  # points the circular plan measures (fewer if the video has fewer frames)
@@ -34,6 +34,7 @@ class Look:
     batch: int
     frames: int
     fps: int
+    class_index: int | None = None  # the class of every image, for a class-conditional model
 
 
 def padded(fn, batch: int, *arrays):
@@ -79,6 +80,7 @@ class Kind:
         self.count = look.frames
         per_call = self.images_per_frame * max(1, look.batch // self.images_per_frame)
         self.batch = per_call  # whole frames per synthesis call
+        self.label = class_labels(self.gen, [look.class_index])  # one-hot [1, c_dim]; [1, 0] if unconditional
 
     @property
     def width(self) -> int:
@@ -93,7 +95,7 @@ class Kind:
 
     def map(self, z: np.ndarray) -> np.ndarray:
         psi = np.full(len(z), self.look.psi, np.float32)
-        return padded(self.renderer.map, self.batch, z, psi)
+        return padded(self.renderer.map, self.batch, z, psi, np.repeat(self.label, len(z), axis=0))
 
     def synthesize(self, ws: np.ndarray, noise: list[list[np.ndarray]]) -> np.ndarray:
         """ws [N, num_ws, w_dim] with one noise set per image → uint8 [N, r, r, C]."""

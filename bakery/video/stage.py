@@ -3,6 +3,7 @@
     bakery video grid --seconds 60 --grid 2x2 --out walk.mp4
     bakery video coarse --model anime.pkl --targets 10,11,12 --out coarse.mp4
     bakery video circular --seed 7 --psi 0.6 --out circle.mp4
+    bakery video grid --model conditional.pkl --class 3 --out class3.mp4
 
 `--model X.pkl` needs no project; without it the project's [images] model (and its
 truncation_cutoff) is used. Same seed and options → the same frames. A crash resumes
@@ -51,6 +52,9 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: the 4 seeds after --seed)")
     p.add_argument("--radius", type=float, default=None,
                    help="circular: radius in units of sqrt(z_dim) (default: 0.5)")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="N",
+                   help="class of every face, for a class-conditional model (default: the first band's "
+                        "`class`; with --model required by such a model)")
     p.add_argument("--crf", type=int, default=20, help="x264 quality, 0 (lossless) to 51 (default: 20)")
     p.add_argument("--batch-size", type=int, default=None, help="images per generator call (default: 8)")
 
@@ -161,7 +165,7 @@ def build_kind(renderer, args, frames: int):
 
     gen = renderer.gen
     look = Look(seed=args.seed, psi=args.psi, noise=args.noise, size=cell_size(args, gen.resolution),
-                batch=args.batch_size or 8, frames=frames, fps=args.fps)
+                batch=args.batch_size or 8, frames=frames, fps=args.fps, class_index=args.class_index)
     smoothing = 1.0 if args.smoothing is None else args.smoothing
     if args.kind == "grid":
         return GridWalk(renderer, look, *parse_grid(args.grid or "2x2"), smoothing)
@@ -176,13 +180,18 @@ def job_key(args, sha256: str, cutoff) -> dict:
     """Everything that decides the frames: a change restarts the chunks from scratch."""
     keys = ("kind", "seed", "psi", "seconds", "fps", "size", "noise", "grid", "smoothing", "rows",
             "targets", "radius", "crf")
-    return {"version": VERSION, "model_sha256": sha256, "truncation_cutoff": cutoff,
-            **{k: getattr(args, k) for k in keys}}
+    key = {"version": VERSION, "model_sha256": sha256, "truncation_cutoff": cutoff,
+           **{k: getattr(args, k) for k in keys}}
+    if args.class_index is not None:  # only then: unconditional videos keep their encoded chunks
+        key["class"] = args.class_index
+    return key
 
 
 def run_video(config, args) -> None:
     frames = check_common(args)
     model_path, cutoff = model_and_cutoff(config, args)
+    if args.class_index is None and args.model is None:
+        args.class_index = config.images.bands[0].class_index  # as `bakery figures` does
     out = output_path(config, args)
 
     from bakery.images.checkpoints import load_generator
@@ -190,7 +199,10 @@ def run_video(config, args) -> None:
     from bakery.progress import progress
     from bakery.video.encode import ChunkedVideo, EncodeOptions
 
+    from bakery.images.quick import check_class
+
     model = load_generator(model_path)
+    check_class(model.generator, args.class_index, model_path)
     renderer = Renderer(model.generator, cutoff)
     log.info("video %s: %s, %d px, %d frames at %d fps → %s", args.kind, model.generator.kind,
              model.generator.resolution, frames, args.fps, out)
