@@ -259,14 +259,15 @@ def write_scripts(public: Path, static: Path) -> dict[str, str]:
 
 def build_site(config, quiet: bool = False, allow_empty: bool = False) -> SiteReport:
     public, static = config.public_dir, config.site.static_dir
-    public.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(public)
-    images = ids_in(public, IMAGE_RE)
+    if public.is_dir():
+        remove_stale_temps(public)
+    images = ids_in(public, IMAGE_RE) if public.is_dir() else {}
     snippets = ids_in(text_dir(config), SNIPPET_RE)
     complete = sorted(images.keys() & snippets.keys())
     ids = in_bands(config, complete)
     ids = verified_pair_ids(config, {i: images[i] for i in ids}, snippets)  # only files as their stage wrote them
-    check_not_empty(ids, allow_empty)
+    check_not_empty(ids, allow_empty)  # before anything is written: a refused site leaves no trace
+    public.mkdir(parents=True, exist_ok=True)
     publish_snippets(config, ids, snippets, quiet)
 
     css_href = write_asset(public, "style.css", compile_css(static))
