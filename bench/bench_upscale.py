@@ -12,7 +12,8 @@
    compress stage does it vs ImageMagick `convert IN.png -quality 25 OUT.jpg`, one image at a
    time each, plus the stage's thread pool. Target: Pillow ≥ 1x ImageMagick's images/s.
 
-Environment: BENCH_THREADS (default: all cores), BENCH_REPEATS (default 5).
+Environment: BENCH_THREADS (default: all cores), BENCH_REPEATS (default 5), BENCH_GPU=1 to let
+the engines and plain ncnn use a GPU they find (ncnn: Vulkan, TensorFlow: CUDA; default: CPU).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from bakery.upscale.config import JpegConfig  # noqa: E402
 from bakery.upscale.jpeg import write_jpeg  # noqa: E402
 from bakery.upscale.ncnn_weights import model_paths  # noqa: E402
 from bakery.upscale.stage import cpu_count  # noqa: E402
-from bakery.upscale.waifu2x import make_waifu2x  # noqa: E402
+from bakery.upscale.waifu2x import gpu_available, make_waifu2x  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "waifu2x" / "test_96x80.png"
 THREADS = int(os.environ.get("BENCH_THREADS", 0)) or cpu_count()
 REPEATS = int(os.environ.get("BENCH_REPEATS", 5))
+GPU = os.environ.get("BENCH_GPU", "0") == "1"
 
 
 def say(name: str, value: float, unit: str) -> None:
@@ -55,14 +57,14 @@ def test_picture(size: int, seed: int = 0) -> np.ndarray:
 
 
 class PlainNcnn:
-    """The baseline: ncnn used directly, as its own examples do, fp32 (fp16/bf16 off), CPU."""
+    """The baseline: ncnn used directly, as its own examples do, fp32 (fp16/bf16 off)."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, gpu: bool):
         import ncnn
 
         self.ncnn = ncnn
         self.net = net = ncnn.Net()
-        net.opt.use_vulkan_compute = False
+        net.opt.use_vulkan_compute = gpu and ncnn.get_gpu_count() > 0
         net.opt.num_threads = threads
         for flag in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):
             setattr(net.opt, flag, False)
@@ -86,12 +88,20 @@ class PlainNcnn:
 
 
 def bench_upscaler() -> None:
-    print(f"threads: {THREADS} (ncnn num_threads = TensorFlow intra-op threads)")
-    contenders = {
-        "ncnn_engine": make_waifu2x("ncnn", "none", tile_size=512, threads=THREADS, gpu=False),
-        "tf_engine": make_waifu2x("tensorflow", "none", tile_size=512, threads=THREADS, gpu=False),
-    }
-    plain = PlainNcnn(THREADS)
+    print(f"threads: {THREADS} (ncnn num_threads = TensorFlow intra-op threads), GPU allowed: {GPU}")
+    contenders, loads = {}, {}
+    for name, engine in (("ncnn_engine", "ncnn"), ("tf_engine", "tensorflow")):
+        start = time.perf_counter()  # the TF engine's figure includes importing TensorFlow
+        contenders[name] = make_waifu2x(engine, "none", tile_size=512, threads=THREADS, gpu=GPU)
+        loads[name] = time.perf_counter() - start
+    start = time.perf_counter()
+    plain = PlainNcnn(THREADS, GPU)
+    loads["plain_ncnn"] = time.perf_counter() - start
+    print(f"devices: ncnn engine {'Vulkan GPU' if contenders['ncnn_engine'].on_gpu else 'CPU'}, "
+          f"plain ncnn {'Vulkan GPU' if plain.net.opt.use_vulkan_compute else 'CPU'}, TF engine "
+          f"{'CUDA GPU' if GPU and gpu_available('tensorflow') else 'CPU'}")
+    for name, seconds in loads.items():
+        say(f"load_s_{name}", seconds, "s (model ready to run, first use in this process)")
     runs = {name: (lambda picture, m=model: m.upscale_arrays([picture])[0]) for name, model in contenders.items()}
     runs["plain_ncnn"] = plain.upscale
     for size in (256, 512):
