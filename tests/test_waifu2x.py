@@ -279,7 +279,10 @@ def test_fixture_copy_is_intact():
 
 
 def test_default_engine_is_ncnn():
+    from bakery.upscale import config
+
     assert DEFAULT_ENGINE == "ncnn" and make_waifu2x(noise="none").engine == "ncnn"
+    assert config.ENGINES == ENGINES  # the config's copy (kept import-light) names the same engines
 
 
 def test_unknown_engine_is_an_error():

@@ -220,7 +220,7 @@ class Upscaler:
         if cfg.method == "waifu2x":
             from bakery.upscale.waifu2x import make_from_config
 
-            self.model = make_from_config(cfg, threads=threads)
+            self.model = make_from_config(cfg, threads)
 
     def run(self, jobs: list[Job], on_saved=None) -> list[tuple[int, int | None, str | None]]:
         """Upscale a batch; returns (id, output bytes or None, error or None) for each job.

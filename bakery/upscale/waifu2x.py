@@ -185,12 +185,10 @@ def make_waifu2x(engine: str = DEFAULT_ENGINE, noise: str = "none", *, tile_size
     return TensorflowWaifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads, gpu=gpu)
 
 
-def make_from_config(cfg, noise: str | None = None, *, threads: int | None = None,
-                     batch_size: int | None = None) -> Waifu2x:
-    """make_waifu2x from an UpscaleConfig; the stage passes the threads and batch it planned."""
-    return make_waifu2x(cfg.engine, cfg.noise if noise is None else noise, tile_size=cfg.tile_size,
-                        batch_size=cfg.batch_size if batch_size is None else batch_size,
-                        threads=cfg.threads if threads is None else threads, gpu=cfg.gpu)
+def make_from_config(cfg, threads: int) -> Waifu2x:
+    """make_waifu2x from an UpscaleConfig, with the thread count the stage planned per worker."""
+    return make_waifu2x(cfg.engine, cfg.noise, tile_size=cfg.tile_size, batch_size=cfg.batch_size,
+                        threads=threads, gpu=cfg.gpu)
 
 
 def gpu_available(engine: str = DEFAULT_ENGINE, gpu: bool = True) -> bool:
