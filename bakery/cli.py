@@ -261,6 +261,8 @@ def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
     q.add_argument("-o", "--out", dest="output", type=Path, default=None, help="folder for the upscaled PNGs")
     q.add_argument("-n", "--noise", default=None, help="denoise level -1 (none), 0, 1, 2, 3 (default: 0)")
     q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8... (repeated 2x passes; default: 2)")
+    q.add_argument("--engine", choices=("ncnn", "tensorflow"), default=None,
+                   help="waifu2x engine (default: ncnn; see docs/upscale.md)")
 
 
 def action_runner(name: str):
@@ -288,8 +290,9 @@ def quick_path(args):
         return lambda: action("video")(None, args)
     if command == "upscale":
         if args.input is None and args.output is None:
-            if args.noise is not None or args.scale is not None:
-                raise BakeryError("-n/-s need --in and --out (the project's upscale.noise is set in site.toml)")
+            if args.noise is not None or args.scale is not None or args.engine is not None:
+                raise BakeryError("-n/-s/--engine need --in and --out (the project's upscale.noise and "
+                                  "upscale.engine are set in site.toml)")
             return None
         if args.input is None or args.output is None:
             raise BakeryError("upscale needs both --in and --out (or neither, for the project's build/raw)")

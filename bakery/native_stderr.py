@@ -1,4 +1,4 @@
-"""Quiet TensorFlow's native start-up banners without hiding real errors."""
+"""Quiet TensorFlow's and ncnn's native start-up banners without hiding real errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 import tempfile
 
 NATIVE_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IW]\d{4} |E\d{4} .*(cuInit|cuda)|"
-                          r"To enable the following instructions|.*rebuild TensorFlow with)")
+                          r"To enable the following instructions|.*rebuild TensorFlow with|"
+                          r"dlopen failed libvulkan|load vulkan driver failed)")  # ncnn's GPU probe, no Vulkan
 
 
 @contextlib.contextmanager

@@ -101,6 +101,20 @@ def test_generate_model_resumes_and_redoes_what_changed(tmp_path, capsys):
     assert all(p.stat().st_mtime_ns > mtimes[p.name] for p in out.iterdir())
 
 
+def test_upscale_folder_engine_is_recorded_and_a_switch_redoes(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "up"
+    src.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (10, 14, 3), np.uint8)).save(src / "a.png")
+    manifest = dst / ".bakery-upscale.json"
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(dst)]) == 0
+    assert json.loads(manifest.read_text())["settings"]["engine"] == "ncnn"
+    by_ncnn = np.asarray(Image.open(dst / "a.png")).astype(int)
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(dst), "--engine", "tensorflow"]) == 0
+    assert json.loads(manifest.read_text())["settings"]["engine"] == "tensorflow"
+    by_tf = np.asarray(Image.open(dst / "a.png")).astype(int)
+    assert by_tf.shape == by_ncnn.shape == (20, 28, 3) and np.abs(by_tf - by_ncnn).max() <= 1
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--model", "missing.pkl", "--seeds", "0-3"], "--model: file not found: missing.pkl"),
     (["--model", str(SG2_PKL), "--seeds", "0-x"], "--seeds: must look like"),
@@ -144,7 +158,7 @@ def test_figure_cells_and_labels():
 # --- upscale --in/--out ---------------------------------------------------------------------
 
 def test_upscale_any_folder(tmp_path, capsys):
-    from bakery.upscale.waifu2x import Waifu2x
+    from bakery.upscale.waifu2x import make_waifu2x
 
     src, dst = tmp_path / "in", tmp_path / "up"
     src.mkdir()
@@ -154,7 +168,7 @@ def test_upscale_any_folder(tmp_path, capsys):
     (src / "notes.txt").write_text("not an image")
     assert main(["-q", "upscale", "-i", str(src), "-o", str(dst), "-n", "-1"]) == 0
     assert sorted(p.name for p in dst.glob("*.png")) == ["a.png", "b.png"]
-    expected = Waifu2x("none").upscale_images([Image.open(src / "a.png")])[0]
+    expected = make_waifu2x("ncnn", "none").upscale_images([Image.open(src / "a.png")])[0]
     np.testing.assert_array_equal(np.asarray(Image.open(dst / "a.png")), np.asarray(expected))
     assert Image.open(dst / "b.png").size == (20, 20)
     before = (dst / "a.png").stat().st_mtime_ns
@@ -171,6 +185,7 @@ def test_upscale_any_folder(tmp_path, capsys):
     (["-i", "src", "-o", "out", "-s", "3"], "-s/--scale: must be 2, 4, 8"),
     (["-i", "src", "-o", "src"], "--out must differ from --in"),
     (["-i", "empty", "-o", "out"], "--in: empty holds no images"),
+    (["--engine", "tensorflow"], "-n/-s/--engine need --in and --out"),
 ])
 def test_upscale_folder_errors(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)

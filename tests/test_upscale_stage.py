@@ -70,6 +70,7 @@ def test_defaults(tmp_path):
     cfg = load_config(make_project(tmp_path, upscale=""))
     assert (cfg.upscale.method, cfg.upscale.noise, cfg.upscale.tile_size) == ("waifu2x", "none", 512)
     assert (cfg.upscale.workers, cfg.upscale.threads, cfg.upscale.batch_size) == (0, 0, 4)
+    assert (cfg.upscale.engine, cfg.upscale.gpu) == ("ncnn", True)
     assert (cfg.jpeg.quality, cfg.jpeg.progressive, cfg.jpeg.optimize, cfg.jpeg.subsampling) == (25, True, True, "4:2:0")
 
 
@@ -89,6 +90,9 @@ def test_noise_accepts_numbers_and_strings(tmp_path, noise, expected):
     ("upscale", "threads = 1.5", "upscale.threads"),
     ("upscale", "batch_size = 0", "upscale.batch_size"),
     ("upscale", "scale = 2", "upscale.scale"),
+    ("upscale", 'engine = "cuda"', "upscale.engine"),
+    ("upscale", "engine = 1", "upscale.engine"),
+    ("upscale", 'gpu = "yes"', "upscale.gpu"),
     ("jpeg", "quality = 0", "jpeg.quality"),
     ("jpeg", "quality = 100", "jpeg.quality"),
     ("jpeg", 'progressive = "yes"', "jpeg.progressive"),
@@ -230,9 +234,9 @@ def test_waifu2x_stage_matches_the_model(tmp_path):
     rgba.save(raw / "example-1.png")
     assert run(toml, "upscale") == 0
 
-    from bakery.upscale.waifu2x import Waifu2x
+    from bakery.upscale.waifu2x import make_waifu2x
 
-    model = Waifu2x("none", tile_size=512)
+    model = make_waifu2x("ncnn", "none", tile_size=512)
     for i, mode in ((0, "RGB"), (1, "RGBA")):
         out = Image.open(tmp_path / "build" / "upscaled" / f"example-{i}.png")
         assert out.mode == mode and out.size == (60, 44)
@@ -240,13 +244,39 @@ def test_waifu2x_stage_matches_the_model(tmp_path):
         diff = np.abs(np.asarray(out).astype(int) - expected.astype(int))
         assert diff.max() <= 1 and diff.mean() < 0.05
     manifest = json.loads((tmp_path / "build" / "upscaled" / "manifest.json").read_text())
-    assert manifest["settings"] == {"method": "waifu2x", "noise": "none", "scale": 2}
+    assert manifest["settings"] == {"method": "waifu2x", "engine": "ncnn", "noise": "none", "scale": 2}
 
     toml.write_text(toml.read_text().replace('method = "waifu2x"', 'method = "waifu2x"\nnoise = 1'))
     before = mtimes(tmp_path / "build" / "upscaled", "example-*.png")
     assert run(toml, "upscale") == 0  # a different noise level is a different picture
     after = mtimes(tmp_path / "build" / "upscaled", "example-*.png")
     assert all(after[n] != before[n] for n in before)
+
+
+def test_tensorflow_engine_through_the_stage(tmp_path, capsys):
+    """engine = "tensorflow" still works; switching engines redoes the images (the engine is in
+    the manifest's settings, since the two agree to a level, not bit for bit), switching back too."""
+    toml = make_project(tmp_path, ids="0-1", upscale='method = "waifu2x"\nengine = "tensorflow"', size=(26, 20))
+    up = tmp_path / "build" / "upscaled"
+    assert main(["-c", str(toml), "upscale"]) == 0
+    assert "waifu2x upconv_7 (noise none, tensorflow)" in capsys.readouterr().err
+    assert json.loads((up / "manifest.json").read_text())["settings"]["engine"] == "tensorflow"
+
+    from bakery.upscale.waifu2x import make_waifu2x
+
+    by_tf = {i: np.asarray(Image.open(up / f"example-{i}.png")).astype(int) for i in range(2)}
+    reference = make_waifu2x("ncnn", "none")
+    for i in range(2):
+        expected = np.asarray(reference.upscale(Image.open(tmp_path / "build" / "raw" / f"example-{i}.png")))
+        assert by_tf[i].shape == (40, 52, 3) and np.abs(by_tf[i] - expected).max() <= 1
+
+    before = mtimes(up, "example-*.png")
+    assert run(toml, "upscale") == 0 and mtimes(up, "example-*.png") == before  # same engine: skipped
+    toml.write_text(toml.read_text().replace('engine = "tensorflow"', 'engine = "ncnn"'))
+    assert run(toml, "upscale") == 0
+    after = mtimes(up, "example-*.png")
+    assert all(after[n] != before[n] for n in before)
+    assert json.loads((up / "manifest.json").read_text())["settings"]["engine"] == "ncnn"
 
 
 @pytest.mark.slow

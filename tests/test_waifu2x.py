@@ -1,4 +1,8 @@
-"""waifu2x upconv_7: weight parsing, parity with the ncnn reference outputs, exact tiling, alpha and modes."""
+"""waifu2x upconv_7: weight parsing, parity with the ncnn reference outputs, exact tiling, alpha and modes.
+
+Everything a picture goes through runs on both engines (the `model` / `engine` fixtures are
+parametrized over ncnn, the default, and TensorFlow), against the same fixture and tolerances.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,13 @@ from bakery.errors import BakeryError
 from bakery.upscale import ncnn_weights
 from bakery.upscale.modes import split_modes
 from bakery.upscale.ncnn_weights import MODEL_NAMES, load_network, load_waifu2x, model_paths, parse_param
-from bakery.upscale.waifu2x import Waifu2x, bicubic_2x, tile_origins, to_uint8
+from bakery.upscale.waifu2x import (DEFAULT_ENGINE, ENGINES, Waifu2x, bicubic_2x, gpu_available, make_waifu2x,
+                                    tile_origins, to_uint8)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "waifu2x"
-RAW_TOLERANCE = 1e-4  # from the fixture README: raw max |Δ|; uint8 max |Δ| ≤ 1, mean < 0.05
+# From the fixture README, for both engines: raw max |Δ| ≤ 1e-4; uint8 max |Δ| ≤ 1, mean < 0.05.
+# Measured: ncnn 7.9e-6 raw (noise none) and 5.7e-6 (noise 1); TensorFlow 4.8e-6 and below.
+RAW_TOLERANCE = 1e-4
 
 
 def fixture_input() -> np.ndarray:
@@ -31,9 +38,14 @@ def assert_uint8_close(ours: np.ndarray, reference: np.ndarray) -> None:
     assert diff.mean() < 0.05, f"mean |Δ| = {diff.mean()}"
 
 
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def model() -> Waifu2x:
-    return Waifu2x("none", tile_size=512)
+def model(engine) -> Waifu2x:
+    return make_waifu2x(engine, "none", tile_size=512)
 
 
 # --- weights --------------------------------------------------------------------------------
@@ -117,10 +129,11 @@ def test_not_a_param_file(tmp_path):
 
 
 @pytest.mark.parametrize("noise, stem", [("none", "WAIFU2X_ANIME_UP2X"), ("1", "WAIFU2X_ANIME_UP2X_DENOISE1X")])
-def test_parity_with_ncnn_reference(noise, stem, model):
+def test_parity_with_ncnn_reference(noise, stem, engine, model):
     manifest = json.loads((FIXTURES / "manifest.json").read_text())
     assert any(entry.get("png") == f"test_96x80.{stem}.png" for entry in manifest["entries"])
-    upscaler = model if noise == "none" else Waifu2x(noise)
+    upscaler = model if noise == "none" else make_waifu2x(engine, noise)
+    assert upscaler.engine == engine
     raw = upscaler.raw_arrays([fixture_input()])[0]
     reference_raw = np.load(FIXTURES / f"test_96x80.{stem}.npy")
     assert raw.shape == reference_raw.shape == (160, 192, 3)
@@ -129,6 +142,17 @@ def test_parity_with_ncnn_reference(noise, stem, model):
     assert_uint8_close(to_uint8(raw), reference)
     # and the unclamped raw values really are rounded half up, then clamped
     assert (raw < 0).any() and (raw > 1).any()
+
+
+def test_engines_agree_with_each_other():
+    """The two engines side by side on a picture bigger than one tile, with mild noise."""
+    rng = np.random.default_rng(3)
+    picture = np.asarray(Image.fromarray(fixture_input()).resize((150, 130), Image.Resampling.BICUBIC))
+    picture = np.clip(picture.astype(int) + rng.integers(-6, 7, picture.shape), 0, 255).astype(np.uint8)
+    ncnn_raw, tf_raw = (make_waifu2x(e, "2", tile_size=64).raw_arrays([picture])[0] for e in ("ncnn", "tensorflow"))
+    assert ncnn_raw.shape == tf_raw.shape == (260, 300, 3)
+    assert np.abs(ncnn_raw - tf_raw).max() <= RAW_TOLERANCE
+    assert_uint8_close(to_uint8(ncnn_raw), to_uint8(tf_raw))
 
 
 def test_rounding_is_floor_plus_half_then_clamp():
@@ -146,10 +170,10 @@ def test_tile_origins_cover_with_equal_tiles():
 
 
 @pytest.mark.parametrize("tile", [16, 37])
-def test_tiled_output_equals_untiled(tile, model):
+def test_tiled_output_equals_untiled(tile, engine, model):
     picture = fixture_input()
     whole = model.raw_arrays([picture])[0]
-    tiled = Waifu2x("none", tile_size=tile, batch_size=3).raw_arrays([picture])[0]
+    tiled = make_waifu2x(engine, "none", tile_size=tile, batch_size=3).raw_arrays([picture])[0]
     assert np.abs(tiled - whole).max() <= RAW_TOLERANCE
     assert_uint8_close(to_uint8(tiled), to_uint8(whole))
     reference = np.asarray(Image.open(FIXTURES / "test_96x80.WAIFU2X_ANIME_UP2X.png"))
@@ -249,3 +273,49 @@ def test_fixture_copy_is_intact():
             if key in entry:
                 digest = hashlib.sha256((FIXTURES / entry[file]).read_bytes()).hexdigest()
                 assert digest == entry[key], entry[file]
+
+
+# --- engines ----------------------------------------------------------------------------------
+
+
+def test_default_engine_is_ncnn():
+    from bakery.upscale import config
+
+    assert DEFAULT_ENGINE == "ncnn" and make_waifu2x(noise="none").engine == "ncnn"
+    assert config.ENGINES == ENGINES  # the config's copy (kept import-light) names the same engines
+
+
+def test_unknown_engine_is_an_error():
+    with pytest.raises(BakeryError, match="unknown waifu2x engine 'cuda'"):
+        make_waifu2x("cuda", "none")
+
+
+def test_gpu_off_means_cpu_and_the_vulkan_probe_stays_quiet(monkeypatch, capfd):
+    from bakery.upscale import ncnn_engine
+
+    assert gpu_available("ncnn", gpu=False) is False and gpu_available("tensorflow", gpu=False) is False
+    assert make_waifu2x("ncnn", "none", gpu=False).on_gpu is False
+    monkeypatch.setattr(ncnn_engine, "_gpu_count", None)  # probe again, watching fd 2
+    count = ncnn_engine.vulkan_gpu_count()
+    assert gpu_available("ncnn") is (count > 0)
+    assert make_waifu2x("ncnn", "none").on_gpu is (count > 0)
+    err = capfd.readouterr().err
+    assert "dlopen" not in err and "vulkan driver" not in err  # no Vulkan here: CPU, silently
+
+
+def test_ncnn_engine_runs_the_given_files(tmp_path):
+    """Any waifu2x-format .param/.bin pair: ncnn runs exactly the files ncnn_weights checked."""
+    from bakery.upscale.ncnn_engine import NcnnWaifu2x
+
+    param, weights = model_paths("1")
+    copy = tmp_path / "copy.param", tmp_path / "copy.bin"
+    copy[0].write_bytes(param.read_bytes())
+    copy[1].write_bytes(weights.read_bytes())
+    ours = NcnnWaifu2x("none", paths=copy)  # the noise-1 weights, whatever `noise` says
+    assert ours.network.name == "copy"
+    raw = ours.raw_arrays([fixture_input()])[0]
+    reference = np.load(FIXTURES / "test_96x80.WAIFU2X_ANIME_UP2X_DENOISE1X.npy")
+    assert np.abs(raw - reference).max() <= RAW_TOLERANCE
+    copy[1].write_bytes(weights.read_bytes()[:-4])
+    with pytest.raises(BakeryError, match=r"copy\.bin: truncated"):
+        NcnnWaifu2x("none", paths=copy)

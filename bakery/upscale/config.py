@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bakery.tables import Table
 
 METHODS = ("waifu2x", "lanczos", "none")
+ENGINES = ("ncnn", "tensorflow")  # as bakery.upscale.waifu2x.ENGINES (not imported: it pulls numpy/Pillow)
 NOISE_LEVELS = ("none", "0", "1", "2", "3")
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
@@ -14,20 +15,25 @@ SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 @dataclass(frozen=True)
 class UpscaleConfig:
     method: str  # "waifu2x", "lanczos" or "none"
+    engine: str  # waifu2x engine: "ncnn" (default) or "tensorflow"
+    gpu: bool  # let the engine use a GPU it finds (ncnn: Vulkan, TensorFlow: CUDA)
     noise: str  # "none" or "0".."3": waifu2x's denoise level
     tile_size: int  # waifu2x input tile edge in pixels (each tile gets 7 px of real context)
     batch_size: int  # tiles per forward pass (matters on a GPU)
     workers: int  # worker processes on CPU; 0 = auto (one)
-    threads: int  # TensorFlow threads per worker; 0 = cores / workers
+    threads: int  # engine threads per worker; 0 = cores / workers
 
     @property
     def scale(self) -> int:
         return 1 if self.method == "none" else 2
 
     def settings(self) -> dict:
-        """What the output pixels depend on; a change redoes every image."""
+        """What the output pixels depend on; a change redoes every image.
+
+        The engine is part of it: ncnn and TensorFlow agree to within one level on a few pixels,
+        not bit for bit, so switching engines redoes the images rather than mixing the two."""
         if self.method == "waifu2x":
-            return {"method": self.method, "noise": self.noise, "scale": 2}
+            return {"method": self.method, "engine": self.engine, "noise": self.noise, "scale": 2}
         return {"method": self.method, "scale": self.scale}
 
 
@@ -52,6 +58,8 @@ def parse_upscale(t: Table) -> UpscaleConfig:
         raise t.error("noise", f"must be \"none\" or 0, 1, 2, 3, got {noise_value!r}")
     cfg = UpscaleConfig(
         method=t.str("method", "waifu2x", choices=METHODS),
+        engine=t.str("engine", "ncnn", choices=ENGINES),
+        gpu=t.bool("gpu", True),
         noise=noise_value,
         tile_size=t.int("tile_size", 512, min=16, max=4096),
         batch_size=t.int("batch_size", 4, min=1, max=1024),

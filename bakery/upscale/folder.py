@@ -1,10 +1,11 @@
-"""`bakery upscale --in DIR --out DIR [-n NOISE] [-s SCALE]`: waifu2x on any folder of images.
+"""`bakery upscale --in DIR --out DIR [-n NOISE] [-s SCALE] [--engine E]`: waifu2x on any folder of images.
 
 waifu2x-ncnn-vulkan's conventions: -i/-o folders, -n denoise level -1 (none) to 3 (default 0),
 -s scale (2, 4, 8...), and each output is a PNG with the input's name (`a.jpg` → `a.png`).
 A scale above 2 runs the 2x network again on its own output; only the first pass denoises.
 Resumable as the project stage is: a manifest in the output folder records each output's
-source and settings, and a rerun redoes only missing, stale or differently made outputs.
+source and settings (the engine included), and a rerun redoes only missing, stale or
+differently made outputs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import remove_stale_temps
 from bakery.progress import progress, spinner
 from bakery.upscale.stage import Manifest, open_png, plan, save_png
+from bakery.upscale.waifu2x import DEFAULT_ENGINE
 
 log = logging.getLogger("bakery.upscale")
 
@@ -59,20 +61,22 @@ def run_upscale_folder(args) -> None:
     src_dir, out_dir = Path(args.input), Path(args.output)
     noise = noise_level("0" if args.noise is None else args.noise)  # waifu2x-ncnn-vulkan's default
     passes = passes_for(2 if args.scale is None else int(args.scale))
+    engine = getattr(args, "engine", None) or DEFAULT_ENGINE
     images = list_images(src_dir)
     if out_dir.resolve() == src_dir.resolve():
         raise BakeryError(f"--out must differ from --in ({src_dir}): outputs would replace the inputs")
     ensure_writable(out_dir, "--out folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
-    manifest = Manifest(out_dir / MANIFEST_NAME, {"method": "waifu2x", "noise": noise, "scale": 2 ** passes}, "upscale")
+    settings = {"method": "waifu2x", "engine": engine, "noise": noise, "scale": 2 ** passes}
+    manifest = Manifest(out_dir / MANIFEST_NAME, settings, "upscale")
     todo, done, failures = plan(list(range(len(images))), lambda i: images[i],
                                 lambda i: out_dir / (images[i].stem + ".png"), manifest)
-    log.info("upscale: %d of %d image(s) in %s to enlarge %dx (waifu2x upconv_7, noise %s), %d already done",
-             len(todo), len(images), src_dir, 2 ** passes, noise, len(done))
+    log.info("upscale: %d of %d image(s) in %s to enlarge %dx (waifu2x upconv_7, noise %s, %s), %d already done",
+             len(todo), len(images), src_dir, 2 ** passes, noise, engine, len(done))
     if todo:
         try:
-            upscale_files(todo, noise, passes, manifest, failures, args.quiet)
+            upscale_files(todo, engine, noise, passes, manifest, failures, args.quiet)
         finally:
             manifest.close()
     if failures:
@@ -81,12 +85,13 @@ def run_upscale_folder(args) -> None:
         raise StageFailures(f"upscale: {len(failures)} of {len(images)} images failed: {listed}{more}")
 
 
-def upscale_files(todo, noise: str, passes: int, manifest: Manifest, failures: dict, quiet: bool) -> None:
-    from bakery.upscale.waifu2x import Waifu2x
+def upscale_files(todo, engine: str, noise: str, passes: int, manifest: Manifest, failures: dict,
+                  quiet: bool) -> None:
+    from bakery.upscale.waifu2x import make_waifu2x
 
     with spinner("loading waifu2x", quiet=quiet):
-        first = Waifu2x(noise)
-        later = first if noise == "none" or passes == 1 else Waifu2x("none")
+        first = make_waifu2x(engine, noise)
+        later = first if noise == "none" or passes == 1 else make_waifu2x(engine, "none")
     bar = progress(todo, desc="upscale", total=len(todo), unit="img", quiet=quiet)
     for job in bar:
         try:

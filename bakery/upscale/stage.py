@@ -214,13 +214,13 @@ def link_or_copy(src: Path, dst: Path) -> int:
 class Upscaler:
     """One process's upscaler: opens, enlarges and saves images for a given [upscale] config."""
 
-    def __init__(self, method: str, noise: str, tile_size: int, batch_size: int, threads: int):
-        self.method = method
+    def __init__(self, cfg, threads: int):
+        self.method = cfg.method
         self.model = None
-        if method == "waifu2x":
-            from bakery.upscale.waifu2x import Waifu2x
+        if cfg.method == "waifu2x":
+            from bakery.upscale.waifu2x import make_from_config
 
-            self.model = Waifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads)
+            self.model = make_from_config(cfg, threads)
 
     def run(self, jobs: list[Job], on_saved=None) -> list[tuple[int, int | None, str | None]]:
         """Upscale a batch; returns (id, output bytes or None, error or None) for each job.
@@ -267,9 +267,9 @@ def _run_in_worker(jobs: list[Job]):
 def upscale_plan(cfg, has_gpu: bool, jobs: int) -> tuple[int, int, int]:
     """(worker processes, threads each, images per call) for this config and machine.
 
-    By default one process runs TensorFlow with a thread per core: measured on 2 cores it beat
-    two single-threaded worker processes (which also pay TensorFlow's start-up twice), see
-    bench/bench_upscale.py. On a GPU one process feeds it batches of images.
+    By default one process runs the engine with a thread per core: measured on 2 cores it beat
+    two single-threaded worker processes (which also pay the engine's start-up twice), see
+    docs/upscale.md. On a GPU one process feeds it batches of images.
     """
     cores = cpu_count()
     if cfg.method != "waifu2x":
@@ -304,7 +304,7 @@ def run_upscale(config, args) -> None:
 
 def _describe(cfg) -> str:
     if cfg.method == "waifu2x":
-        return f"waifu2x upconv_7 (noise {cfg.noise})"
+        return f"waifu2x upconv_7 (noise {cfg.noise}, {cfg.engine})"
     return {"lanczos": "Lanczos 2x", "none": "no upscaling (links)"}[cfg.method]
 
 
@@ -313,12 +313,12 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
     if cfg.method == "waifu2x":
         from bakery.upscale.waifu2x import gpu_available
 
-        has_gpu = gpu_available()
+        has_gpu = gpu_available(cfg.engine, cfg.gpu)
     workers, threads, per_call = upscale_plan(cfg, has_gpu, len(todo))
-    settings = (cfg.method, cfg.noise, cfg.tile_size, cfg.batch_size, threads)
+    settings = (cfg, threads)
     chunks = [todo[i:i + per_call] for i in range(0, len(todo), per_call)]
     if cfg.method == "waifu2x":
-        log.info("upscale: %s, %d worker process(es) x %d thread(s)",
+        log.info("upscale: %s on %s, %d worker process(es) x %d thread(s)", cfg.engine,
                  "GPU" if has_gpu else "CPU", workers, threads)
     bar = progress(None, desc="upscale", total=len(todo), unit="img", quiet=quiet)
     by_id = {job.id: job for job in todo}
@@ -347,7 +347,7 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
                     for results in pool.map(run_here, chunks):
                         collect(results)
         else:
-            # spawn, not fork: TensorFlow's thread pools do not survive a fork
+            # spawn, not fork: TensorFlow's and OpenMP's (ncnn's) thread pools do not survive a fork
             context = multiprocessing.get_context("spawn")
             with cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                         initargs=settings) as pool:

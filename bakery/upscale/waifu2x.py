@@ -1,65 +1,38 @@
-"""waifu2x upconv_7 (anime-style-art, 2x) in TensorFlow 2, with waifu2x-ncnn-vulkan's pre/post-processing.
+"""waifu2x upconv_7 (anime-style-art, 2x): what every engine shares, and the factory that picks one.
 
 The network is six valid 3x3 convolutions with leaky ReLU (3→16→32→64→128→128→256 channels)
 and a 4x4 stride-2 transposed convolution to 3 channels whose output is cropped by 3 px a side.
 An input padded by 7 px a side therefore yields exactly twice the unpadded size, and every
 output pixel depends on at most 7 input pixels around it. So:
 
-* the picture is padded by edge replication (as the reference tool does), and
+* the picture is padded by edge replication (as waifu2x-ncnn-vulkan does), and
 * tiles are cut with 7 px of their real neighbourhood, which makes tiling exact: a tiled run
   computes the same numbers as a whole-picture run, only in different pieces.
 
 Pixels go in as ``p * (1/255)`` in float32 and come out as ``clamp(floor(y * 255 + 0.5), 0, 255)``,
 also in float32. Alpha never enters the network: it is enlarged with the reference tool's
-bicubic filter (Keys, a = -0.75). TensorFlow is imported lazily, on first use.
+bicubic filter (Keys, a = -0.75).
+
+All of that lives here, in `Waifu2x`; an engine only supplies `forward` (padded float32 tiles →
+raw network output): `ncnn_engine.NcnnWaifu2x` runs the .param/.bin files in ncnn itself (the
+default), `tf_engine.TensorflowWaifu2x` runs the same weights as a TensorFlow 2 graph. Each
+engine's library is imported only when that engine is built.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from bakery.native_stderr import quiet_native_startup
+from bakery.errors import BakeryError
 from bakery.upscale.modes import join_modes, split_modes
 from bakery.upscale.ncnn_weights import Network, load_waifu2x
 
-log = logging.getLogger("bakery.upscale")
 BICUBIC_A = -0.75  # waifu2x-ncnn-vulkan resizes alpha with ncnn's bicubic, which uses a = -0.75
-
-
-def tensorflow(threads: int = 0):
-    """Import TensorFlow once; the thread count only takes effect before its first op runs."""
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with quiet_native_startup():
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
-    import tensorflow as tf
-
-    if threads > 0:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass  # TensorFlow is already running in this process; keep its pools
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass
-    # TF32 matmuls on Ampere+ GPUs lose ~3 decimal digits: too coarse for the 1e-4 parity target.
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-    return tf
-
-
-def gpu_available() -> bool:
-    return bool(tensorflow().config.list_physical_devices("GPU"))
+ENGINES = ("ncnn", "tensorflow")
+DEFAULT_ENGINE = "ncnn"
 
 
 # --- pre/post-processing --------------------------------------------------------------------
@@ -132,47 +105,25 @@ class _Tile:
 
 
 class Waifu2x:
-    """upconv_7 anime 2x for one noise level; `upscale_arrays` batches tiles across images."""
+    """upconv_7 anime 2x for one noise level; `upscale_arrays` batches tiles across images.
+
+    Subclasses set `engine` and implement `forward`; tiling, padding, rounding and alpha are here,
+    so every engine shares them to the line.
+    """
+
+    engine = ""
 
     def __init__(self, noise: str = "none", tile_size: int = 512, batch_size: int = 1,
-                 threads: int = 0, network: Network | None = None):
-        tf = self.tf = tensorflow(threads)
+                 network: Network | None = None):
         self.network = network or load_waifu2x(noise)
         self.context = self.network.context
         self.scale = self.network.scale
         self.tile_size = tile_size
         self.batch_size = batch_size
-        self._layers = []
-        for layer in self.network.layers:
-            if layer.kind == "Convolution":
-                kernel = layer.weight.transpose(2, 3, 1, 0)  # [out,in,kh,kw] → HWIO
-            else:
-                kernel = layer.weight.transpose(2, 3, 0, 1)  # conv2d_transpose wants [kh,kw,out,in]
-            self._layers.append((layer, tf.constant(kernel), tf.constant(layer.bias)))
-        self._forward = tf.function(self._graph, reduce_retracing=True)
-
-    def _graph(self, x):
-        tf = self.tf
-        for layer, kernel, bias in self._layers:
-            if layer.kind == "Convolution":
-                if layer.pad:
-                    x = tf.pad(x, [[0, 0], [layer.pad] * 2, [layer.pad] * 2, [0, 0]])
-                x = tf.nn.bias_add(tf.nn.conv2d(x, kernel, layer.stride, "VALID"), bias)
-            else:
-                # ncnn's Deconvolution scatters x[i] into out[s*i + k] with no kernel flip, which
-                # is exactly conv2d_transpose; its "pad" crops the full output afterwards.
-                shape = tf.shape(x)
-                k, s, c = layer.kernel, layer.stride, layer.pad
-                full = tf.stack([shape[0], (shape[1] - 1) * s + k, (shape[2] - 1) * s + k, kernel.shape[2]])
-                x = tf.nn.conv2d_transpose(x, kernel, full, s, "VALID")
-                x = tf.nn.bias_add(x[:, c:full[1] - c, c:full[2] - c, :], bias)
-            if layer.leaky_slope is not None:
-                x = tf.nn.leaky_relu(x, layer.leaky_slope)
-        return x
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NHWC (already padded by `context`) → raw float32 network output."""
-        return self._forward(self.tf.constant(batch)).numpy()
+        """float32 NHWC tiles (already padded by `context`) → raw float32 N x 2h x 2w x 3 output."""
+        raise NotImplementedError
 
     def raw_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """uint8 HxWx3 pictures → raw float32 2Hx2Wx3 outputs, tile by tile, batched by tile shape."""
@@ -207,3 +158,47 @@ class Waifu2x:
 
     def upscale(self, img: Image.Image) -> Image.Image:
         return self.upscale_images([img])[0]
+
+
+# --- choosing an engine ----------------------------------------------------------------------
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise BakeryError(f"unknown waifu2x engine {engine!r} (use {' or '.join(ENGINES)})")
+    return engine
+
+
+def make_waifu2x(engine: str = DEFAULT_ENGINE, noise: str = "none", *, tile_size: int = 512,
+                 batch_size: int = 1, threads: int = 0, gpu: bool = True) -> Waifu2x:
+    """The waifu2x model for `noise` on `engine` ("ncnn" or "tensorflow").
+
+    threads: CPU threads (0 = every core the process may use); gpu: use a GPU when the engine
+    finds one (ncnn: a Vulkan device, TensorFlow: a CUDA device).
+    """
+    if check_engine(engine) == "ncnn":
+        from bakery.upscale.ncnn_engine import NcnnWaifu2x
+
+        return NcnnWaifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads, gpu=gpu)
+    from bakery.upscale.tf_engine import TensorflowWaifu2x
+
+    return TensorflowWaifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads, gpu=gpu)
+
+
+def make_from_config(cfg, threads: int) -> Waifu2x:
+    """make_waifu2x from an UpscaleConfig, with the thread count the stage planned per worker."""
+    return make_waifu2x(cfg.engine, cfg.noise, tile_size=cfg.tile_size, batch_size=cfg.batch_size,
+                        threads=threads, gpu=cfg.gpu)
+
+
+def gpu_available(engine: str = DEFAULT_ENGINE, gpu: bool = True) -> bool:
+    """Whether `engine` would run on a GPU here (False at once when gpu is off)."""
+    if not gpu:
+        return False
+    if check_engine(engine) == "ncnn":
+        from bakery.upscale.ncnn_engine import vulkan_gpu_count
+
+        return vulkan_gpu_count() > 0
+    from bakery.upscale.tf_engine import cuda_gpu_available
+
+    return cuda_gpu_available()
