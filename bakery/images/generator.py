@@ -148,6 +148,13 @@ def input_transform(translate=None, rotate=None) -> np.ndarray:
     return np.linalg.inv(m)
 
 
+def record_transform(record: dict) -> np.ndarray | None:
+    """The input transform a render record asks for (its translate/rotate keys), None if none."""
+    if "translate" not in record and "rotate" not in record:
+        return None
+    return input_transform(record.get("translate"), record.get("rotate"))
+
+
 def check_transforms(gen: Generator, transforms) -> None:
     """Only StyleGAN3 has an input layer to transform; asking another model for it is an error."""
     if not gen.takes_transform and transforms is not None \
