@@ -150,8 +150,9 @@ class StyleGAN3(Generator):
         src = self.source
         a = lambda name: _attr(layer, name, where, src)  # noqa: E731
         is_torgb = bool(a("is_torgb"))
-        if int(a("in_channels")) != cin or _as_pair(a("in_size"), f"{where}.in_size", src) != in_size:
-            raise CheckpointError(f"{src}: {where}: takes {a('in_channels')} channels of {list(a('in_size'))}, "
+        size = _as_pair(a("in_size"), f"{where}.in_size", src)
+        if int(a("in_channels")) != cin or size != in_size:
+            raise CheckpointError(f"{src}: {where}: takes {a('in_channels')} channels of {list(size)}, "
                                   f"but the layer before gives {cin} of {list(in_size)}")
         cout = int(a("out_channels"))
         out_size = _as_pair(a("out_size"), f"{where}.out_size", src)
@@ -265,30 +266,83 @@ def _depthwise(x, kernel: np.ndarray, stride: int = 1):
 
 
 def _upsample(x, up: int, padding, f):
-    """Zero-insert so each sample is first of every `up`, pad (or crop, if negative) by
-    [x0, x1, y0, y1], then filter: a 1-D filter along the width then the height, ×up each,
-    a 2-D one in one pass ×up²."""
+    """upfirdn2d's up half: zero-insert so each sample is first of every `up`, pad (or crop, if
+    negative) by [x0, x1, y0, y1], filter (×up per 1-D pass, ×up² for a 2-D filter). A 1-D
+    filter runs polyphase along the width, then the height (_upsample_axis); a 2-D one the
+    plain way."""
+    x0, x1, y0, y1 = padding
+    if f is not None and f.ndim == 1:
+        return _upsample_axis(_upsample_axis(x, f, up, x0, x1, axis=2), f, up, y0, y1, axis=1)
     _, h, w, c = x.shape
     if up > 1:
         x = tf.reshape(x, [1, h, 1, w, 1, c])
         x = tf.pad(x, [[0, 0], [0, 0], [0, up - 1], [0, 0], [0, up - 1], [0, 0]])
         x = tf.reshape(x, [1, h * up, w * up, c])
-    x0, x1, y0, y1 = padding
     x = tf.pad(x, [[0, 0], [max(y0, 0), max(y1, 0)], [max(x0, 0), max(x1, 0)], [0, 0]])
     x = x[:, max(-y0, 0):x.shape[1] - max(-y1, 0), max(-x0, 0):x.shape[2] - max(-x1, 0)]
     if f is None:
         return x * float(up * up) if up > 1 else x
-    if f.ndim == 2:
-        return _depthwise(x, f * (up * up))
-    x = _depthwise(x, f[None, :] * up)
-    return _depthwise(x, f[:, None] * up)
+    return _depthwise(x, f * (up * up))
+
+
+def _polyphase(g: np.ndarray, up: int, p0: int) -> tuple[np.ndarray, int]:
+    """Zero-inserting by `up`, padding by p0 and correlating with g is, for the outputs of phase
+    r (index ≡ r mod up), a correlation of the input itself with the taps g[k_r::up],
+    k_r = (p0 − r) mod up, starting o_r = (r + k_r − p0)/up samples in. All phases as the
+    columns of one kernel [taps, up] over a common start o_min: returns (kernel × up, o_min)."""
+    phases = []
+    for r in range(up):
+        k_r = (p0 - r) % up
+        phases.append((g[k_r::up], (r + k_r - p0) // up))
+    o_min = min(o for _, o in phases)
+    taps = max(o - o_min + len(h) for h, o in phases)
+    kernel = np.zeros((taps, up))
+    for r, (h, o) in enumerate(phases):
+        kernel[o - o_min:o - o_min + len(h), r] = h
+    return kernel * up, o_min
+
+
+def _upsample_axis(x, g: np.ndarray, up: int, p0: int, p1: int, axis: int):
+    """One 1-D pass of upfirdn2d's up half along the width (axis 2) or height (axis 1), polyphase:
+    every output phase is computed at the input's rate (no multiplications by inserted zeros),
+    as one depthwise conv with a channel multiplier of `up`, then interleaved. The same sums as
+    the zero-inserted form, term for term."""
+    n, c, taps_in = x.shape[axis], x.shape[3], g.shape[0]
+    m = n * up + p0 + p1 - (taps_in - 1)  # output length
+    kernel, o_min = _polyphase(g, up, p0)
+    taps, count = kernel.shape[0], -(-m // up)  # outputs per phase (the last phases may overrun m)
+    left, right = max(0, -o_min), max(0, count + taps - 1 + o_min - n)
+    pads = [[0, 0], [0, 0], [0, 0], [0, 0]]
+    pads[axis] = [left, right]
+    x = tf.pad(x, pads)
+    window = [slice(None)] * 4
+    window[axis] = slice(o_min + left, o_min + left + count + taps - 1)
+    x = x[tuple(window)]
+    shape = (1, taps) if axis == 2 else (taps, 1)
+    k = tf.constant(np.tile(kernel.reshape(shape + (1, up)), [1, 1, c, 1]).astype(np.float32))
+    y = tf.nn.depthwise_conv2d(x, k, strides=[1, 1, 1, 1], padding="VALID")  # channels (c, phase)
+    _, h, w, _ = y.shape
+    if axis == 2:
+        y = tf.reshape(tf.transpose(tf.reshape(y, [1, h, w, c, up]), [0, 1, 2, 4, 3]), [1, h, w * up, c])
+        return y[:, :, :m]
+    y = tf.reshape(tf.transpose(tf.reshape(y, [1, h, w, c, up]), [0, 1, 4, 2, 3]), [1, h * up, w, c])
+    return y[:, :m]
 
 
 def _downsample(x, down: int, f):
-    """Filter (no padding), then keep every `down`-th sample from the first."""
+    """upfirdn2d's down half: filter (no padding), keep every `down`-th sample from the first."""
     if f is None:
         return x[:, ::down, ::down] if down > 1 else x
     if f.ndim == 2:
         return _depthwise(x, f, stride=down)
-    x = _depthwise(x, f[None, :])[:, :, ::down]
-    return _depthwise(x, f[:, None])[:, ::down]
+    # 1-D: strided passes that compute only the kept samples. TF's depthwise conv strides both
+    # axes alike, so each pass is arranged to have nothing to stride on the other axis: rows
+    # as the batch for the width pass, the columns folded into the channels for the height pass.
+    _, h, w, c = x.shape
+    taps = f.shape[0]
+    k = tf.constant(np.tile(f.reshape(1, taps, 1, 1), [1, 1, c, 1]).astype(np.float32))
+    x = tf.nn.depthwise_conv2d(tf.reshape(x, [h, 1, w, c]), k, strides=[1, down, down, 1], padding="VALID")
+    w = x.shape[2]
+    k = tf.constant(np.tile(f.reshape(taps, 1, 1, 1), [1, 1, w * c, 1]).astype(np.float32))
+    x = tf.nn.depthwise_conv2d(tf.reshape(x, [1, h, 1, w * c]), k, strides=[1, down, down, 1], padding="VALID")
+    return tf.reshape(x, [1, x.shape[1], w, c])
