@@ -184,7 +184,8 @@ class StyleGAN3(Generator):
         style_a, style_b = _fully_connected(rd, _child(layer, "affine", "FullyConnectedLayer", where, src),
                                             f"{where}.affine", self.w_dim, cin, "linear")
         return dict(
-            name=where, is_torgb=is_torgb, kernel=k, out_channels=cout, out_size=out_size,
+            name=where, is_torgb=is_torgb, kernel=k, in_channels=cin, in_size=in_size,
+            out_channels=cout, out_size=out_size,
             style=(style_a, style_b),
             style_gain=1 / math.sqrt(cin * k * k) if is_torgb else 1.0,
             weight=tf.constant(weight.astype(np.float32)),
@@ -243,6 +244,15 @@ class StyleGAN3(Generator):
             x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         x = tf.nn.conv2d(x, kernel, strides=1, padding="VALID")
         return _filtered_lrelu(x + layer["bias"], layer)
+
+
+    def flops_per_image(self) -> float:
+        """Multiply-adds ×2 of the modulated convolutions (the bulk of the work), for the benchmark."""
+        total = 0.0
+        for layer in self.layers:
+            k, (w, h) = layer["kernel"], layer["in_size"]
+            total += 2.0 * k * k * layer["in_channels"] * layer["out_channels"] * (w + k - 1) * (h + k - 1)
+        return total
 
 
 # -- filtered leaky ReLU (NVIDIA's _filtered_lrelu_ref, NHWC) -------------------------------------
