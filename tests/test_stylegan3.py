@@ -232,6 +232,11 @@ def _layer(name):
      r"L5_52_32.weight' has shape \[32, 32, 5, 5\], expected \[32, 32, 3, 3\]"),
     (lambda g: g.child("synthesis").child("input").buffers.update(extra=np.zeros(3, np.float32)),
      "does not know: synthesis.input.extra"),
+    (lambda g: g.child("synthesis").attrs.update(output_scale="0.25"), r"output_scale='0.25' is not a number"),
+    (lambda g: _layer("L1_36_32")(g).attrs.update(is_torgb="no"), "is_torgb='no' is not true or false"),
+    (lambda g: _layer("L1_36_32")(g).attrs.update(conv_clamp=float("nan")), "conv_clamp=nan is not a number"),
+    (lambda g: g.child("synthesis").child("input").attrs.update(size=np.array([36, 36, 36])),
+     r"synthesis.input.size=.* is not a size"),
 ])
 def test_broken_snapshots_are_clear_errors(tmp_path, mutate, message):
     from bakery.images.checkpoints import load_generator

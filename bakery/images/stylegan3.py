@@ -37,9 +37,22 @@ from bakery.images.torch_pickle import TorchModule
 IDENTITY = np.eye(3)
 
 
+def _number(module: TorchModule, name: str, where: str, source: str, kind=int, default=None):
+    """A numeric attribute of the module state, checked: a crafted file may put anything there."""
+    value = _attr(module, name, where, source, default=default, required=default is None)
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(float(value)) and abs(float(value)) < 1 << 31
+    if not ok or (kind is int and float(value) != int(value)):
+        raise CheckpointError(f"{source}: {where}.{name}={value!r:.60} is not {'an integer' if kind is int else 'a number'}")
+    return kind(value)
+
+
 def _as_pair(value, what: str, source: str) -> tuple[int, int]:
     """A stored [width, height] (numpy int64 array, list or int) → two positive ints."""
-    arr = np.broadcast_to(np.asarray(value), [2]) if np.ndim(value) <= 1 else None
+    try:
+        arr = np.broadcast_to(np.asarray(value), [2])
+    except (ValueError, TypeError):
+        arr = None
     if arr is None or arr.dtype.kind not in "iu" or not all(0 < int(v) < 1 << 16 for v in arr):
         raise CheckpointError(f"{source}: {what}={value!r:.60} is not a size [width, height]")
     return int(arr[0]), int(arr[1])
@@ -80,18 +93,20 @@ class StyleGAN3(Generator):
         self.source = source
         mapping = _child(g, "mapping", "MappingNetwork", "G", source)
         synthesis = _child(g, "synthesis", "SynthesisNetwork", "G", source)
-        self.z_dim, self.w_dim = int(_attr(g, "z_dim", "G", source)), int(_attr(g, "w_dim", "G", source))
-        self.c_dim = int(_attr(g, "c_dim", "G", source))
+        self.z_dim, self.w_dim = _number(g, "z_dim", "G", source), _number(g, "w_dim", "G", source)
+        self.c_dim = _number(g, "c_dim", "G", source)
+        if self.c_dim < 0:
+            raise CheckpointError(f"{source}: c_dim={self.c_dim} is negative")
         if self.z_dim < 1:
             raise CheckpointError(f"{source}: z_dim={self.z_dim}: generators without a latent input are not supported")
-        self.resolution = int(_attr(g, "img_resolution", "G", source))
-        self.channels = int(_attr(g, "img_channels", "G", source))
-        self.num_ws = int(_attr(g, "num_ws", "G", source))
+        self.resolution = _number(g, "img_resolution", "G", source)
+        self.channels = _number(g, "img_channels", "G", source)
+        self.num_ws = _number(g, "num_ws", "G", source)
         self.default_cutoff = self.num_ws  # truncation_cutoff=None truncates every row
         self.noise_shapes, self.const_noise = [], []  # no noise inputs
         rd = _Reader(g, source)
         _read_mapping(self, rd, mapping)
-        if int(_attr(mapping, "num_ws", "G.mapping", source)) != self.num_ws:
+        if _number(mapping, "num_ws", "G.mapping", source) != self.num_ws:
             raise CheckpointError(f"{source}: G.mapping num_ws disagrees with the generator's ({self.num_ws})")
         self._read_synthesis(rd, synthesis)
         rd.check_all_used()
@@ -104,10 +119,10 @@ class StyleGAN3(Generator):
                 or set(names) | {"input"} != set(syn.children) or "input" in names:
             raise CheckpointError(f"{src}: G.synthesis: layer_names {str(names)[:80]} do not match its "
                                   f"sub-modules ({', '.join(syn.children)})")
-        if len(names) + 1 != self.num_ws or int(_attr(syn, "num_ws", "G.synthesis", src)) != self.num_ws:
+        if len(names) + 1 != self.num_ws or _number(syn, "num_ws", "G.synthesis", src) != self.num_ws:
             raise CheckpointError(f"{src}: G.synthesis has {len(names)} layers for {self.num_ws} W rows "
                                   "(expected one row for the input layer and one per layer)")
-        self.output_scale = float(_attr(syn, "output_scale", "G.synthesis", src, default=1.0, required=False))
+        self.output_scale = _number(syn, "output_scale", "G.synthesis", src, float, default=1.0)
         self._read_input(rd, _child(syn, "input", "SynthesisInput", "G.synthesis", src))
         channels, size = self.input_channels, self.input_size
         self.layers = []
@@ -125,10 +140,10 @@ class StyleGAN3(Generator):
 
     def _read_input(self, rd: _Reader, layer: TorchModule) -> None:
         src, where = self.source, "synthesis.input"
-        c = self.input_channels = int(_attr(layer, "channels", where, src))
+        c = self.input_channels = _number(layer, "channels", where, src)
         self.input_size = _as_pair(_attr(layer, "size", where, src), f"{where}.size", src)
-        sampling_rate = float(_attr(layer, "sampling_rate", where, src))
-        bandwidth = float(_attr(layer, "bandwidth", where, src))
+        sampling_rate = _number(layer, "sampling_rate", where, src, float)
+        bandwidth = _number(layer, "bandwidth", where, src, float)
         if not (math.isfinite(sampling_rate) and math.isfinite(bandwidth) and sampling_rate / 2 != bandwidth
                 and sampling_rate > 0):
             raise CheckpointError(f"{src}: {where}: sampling_rate {sampling_rate} / bandwidth {bandwidth} unusable")
@@ -149,12 +164,14 @@ class StyleGAN3(Generator):
     def _read_layer(self, rd: _Reader, layer: TorchModule, where: str, cin: int, in_size) -> dict:
         src = self.source
         a = lambda name: _attr(layer, name, where, src)  # noqa: E731
-        is_torgb = bool(a("is_torgb"))
+        is_torgb = a("is_torgb")
+        if not isinstance(is_torgb, (bool, np.bool_)):
+            raise CheckpointError(f"{src}: {where}.is_torgb={is_torgb!r:.60} is not true or false")
         size = _as_pair(a("in_size"), f"{where}.in_size", src)
-        if int(a("in_channels")) != cin or size != in_size:
+        if _number(layer, "in_channels", where, src) != cin or size != in_size:
             raise CheckpointError(f"{src}: {where}: takes {a('in_channels')} channels of {list(size)}, "
                                   f"but the layer before gives {cin} of {list(in_size)}")
-        cout = int(a("out_channels"))
+        cout = _number(layer, "out_channels", where, src)
         out_size = _as_pair(a("out_size"), f"{where}.out_size", src)
         k = _positive_int(a("conv_kernel"), f"{where}.conv_kernel", src, 15)
         up = _positive_int(a("up_factor"), f"{where}.up_factor", src, 16)
@@ -163,7 +180,7 @@ class StyleGAN3(Generator):
         if not (isinstance(padding, (list, tuple)) and len(padding) == 4
                 and all(isinstance(p, int) and abs(p) < 1 << 16 for p in padding)):
             raise CheckpointError(f"{src}: {where}: padding {padding!r:.60} is not [x0, x1, y0, y1]")
-        clamp = layer.attrs.get("conv_clamp")
+        clamp = _number(layer, "conv_clamp", where, src, float) if layer.attrs.get("conv_clamp") is not None else None
         fu = _filter(layer, "up_filter", where, src, radial_ok=True)
         fd = _filter(layer, "down_filter", where, src, radial_ok=True)
         rd.used.update({f"{where}.up_filter", f"{where}.down_filter"})  # read (and checked) by _filter
@@ -194,7 +211,7 @@ class StyleGAN3(Generator):
             bias=tf.constant(rd.take(f"{where}.bias", (cout,)).astype(np.float32)),
             up=up, down=down, padding=tuple(padding), fu=fu, fd=fd,
             slope=1.0 if is_torgb else 0.2, gain=1.0 if is_torgb else SQRT2,
-            clamp=None if clamp is None else float(clamp),
+            clamp=clamp,
         )
 
     # -- rendering ---------------------------------------------------------------------------------
