@@ -115,7 +115,7 @@ class StyleGAN3(Generator):
     def _read_synthesis(self, rd: _Reader, syn: TorchModule) -> None:
         src = self.source
         names = _attr(syn, "layer_names", "G.synthesis", src)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names) \
                 or set(names) | {"input"} != set(syn.children) or "input" in names:
             raise CheckpointError(f"{src}: G.synthesis: layer_names {str(names)[:80]} do not match its "
                                   f"sub-modules ({', '.join(syn.children)})")
@@ -153,7 +153,8 @@ class StyleGAN3(Generator):
         self.freqs = tf.constant(rd.take(f"{where}.freqs", (c, 2)).astype(np.float32))
         self.phases = tf.constant(rd.take(f"{where}.phases", (c,)).astype(np.float32))
         self.input_mix = tf.constant((rd.take(f"{where}.weight", (c, c)) / math.sqrt(c)).T.astype(np.float32))
-        self.bandwidth, self.band_width = bandwidth, sampling_rate / 2 - bandwidth
+        # out-of-band frequencies fade out linearly between the bandwidth and half the sampling rate
+        self.bandwidth, self.fade_width = bandwidth, sampling_rate / 2 - bandwidth
         # torch's affine_grid (align_corners=False): pixel centres (2i + 1)/n − 1, scaled by theta
         w, h = self.input_size
         self.grid_x = tf.constant((0.5 * w / sampling_rate * ((2 * np.arange(w) + 1) / w - 1))
@@ -238,7 +239,7 @@ class StyleGAN3(Generator):
         m = tf.matmul(tf.matmul(m_r, m_t), transform[0])  # rotate, then translate, then the user's
         phases = self.phases + tf.matmul(self.freqs, m[:2, 2:])[:, 0]
         freqs = tf.matmul(self.freqs, m[:2, :2])  # [C, 2], row vectors
-        amplitudes = tf.clip_by_value(1 - (tf.norm(freqs, axis=1) - self.bandwidth) / self.band_width, 0, 1)
+        amplitudes = tf.clip_by_value(1 - (tf.norm(freqs, axis=1) - self.bandwidth) / self.fade_width, 0, 1)
         x = self.grid_x * freqs[:, 0] + self.grid_y * freqs[:, 1] + phases  # [H, W, C]
         x = tf.sin(x * (np.pi * 2)) * amplitudes
         h, w_ = x.shape[0], x.shape[1]
