@@ -240,7 +240,8 @@ NOISE_CHOICES = ("const", "seeded", "random")
 
 def add_quick_generate_options(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("without a project (NVIDIA's generate.py conventions)")
-    q.add_argument("--model", "--network", default=None, help="a StyleGAN 1/2 .pkl: render it without a project")
+    q.add_argument("--model", "--network", default=None,
+                   help="a StyleGAN 1/2, stylegan2-ada-pytorch or StyleGAN3 .pkl: render it without a project")
     q.add_argument("--seeds", default=None, help='seed list, e.g. "0-9,20,30-35" (with --model)')
     q.add_argument("--psi", "--trunc", type=float, default=None,
                    help="truncation psi (default: 1, as NVIDIA's; 0.7 is the usual balance)")
@@ -249,6 +250,10 @@ def add_quick_generate_options(p: argparse.ArgumentParser) -> None:
     q.add_argument("--out", "--outdir", type=Path, default=None,
                    help="output folder for seedNNNN.png (default: out)")
     add_class_option(q, "class of every seed, for a class-conditional model (required by one, refused by others)")
+    q.add_argument("--translate", default=None, metavar="TX,TY",
+                   help="StyleGAN3 only: translate the input layer (NVIDIA's gen_images.py), e.g. 0.3,-0.1")
+    q.add_argument("--rotate", type=float, default=None, metavar="DEG",
+                   help="StyleGAN3 only: rotate the input layer by DEG degrees (NVIDIA's gen_images.py)")
 
 
 def add_class_option(p, help_text: str) -> None:
@@ -275,7 +280,8 @@ def quick_path(args):
     if command == "generate":
         if args.model is None:
             given = [flag for flag, value in (("--seeds", args.seeds), ("--psi", args.psi), ("--noise", args.noise),
-                                              ("--out", args.out), ("--class", args.class_index))
+                                              ("--out", args.out), ("--class", args.class_index),
+                                              ("--translate", args.translate), ("--rotate", args.rotate))
                      if value is not None]
             if given:
                 raise BakeryError(f"{given[0]} needs --model (without it, seeds, psi and class come from "

@@ -10,13 +10,20 @@ off CUDA), `noise_mode='const'`, psi 0.7, with 1 torch thread and with as many a
 oversubscription), and the ratio bakery ÷ NVIDIA is printed for batch 1 and for the best
 batch of each.
 
-    python bench/bench_torch_models.py [--quick] [--nvidia-ada DIR] [--nvidia-sg3 DIR]
+    python bench/bench_torch_models.py [--quick] [--nvidia-ada DIR] [--nvidia-sg3 DIR] [--nvidia-python PY]
+
+The folders may also come from BAKERY_NVIDIA_ADA / BAKERY_NVIDIA_SG3 (so that bench/run_all.py,
+which passes no arguments, runs the baselines too), and the Python that runs NVIDIA's code from
+BAKERY_NVIDIA_PYTHON (default: this one; NVIDIA's StyleGAN3 code also needs scipy, which the
+bakery does not: point it at a throwaway venv that has torch and scipy). A folder that is not
+there is skipped with a line saying so.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -69,10 +76,13 @@ def bakery_rate(renderer, batch: int, min_images: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-def nvidia_rates(repo: Path, model: Path, kind: str, threads: int, seconds: float) -> dict[int, float]:
+def nvidia_rates(repo: Path, model: Path, kind: str, threads: int, seconds: float,
+                 python: str = sys.executable) -> dict[int, float]:
     code = NVIDIA_RUN.format(repo=str(repo), threads=threads, model=str(model), force_fp32=kind == "ada",
                              batches=BATCHES, min_images=2, seconds=seconds)
-    out = subprocess.run([sys.executable, "-c", code], cwd=str(repo), capture_output=True, text=True, check=True)
+    out = subprocess.run([python, "-c", code], cwd=str(repo), capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}")
     return {int(k): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
@@ -83,8 +93,13 @@ def best(rates: dict[int, float]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter timing windows")
-    parser.add_argument("--nvidia-ada", type=Path, help="extracted NVlabs/stylegan2-ada-pytorch (outside the project)")
-    parser.add_argument("--nvidia-sg3", type=Path, help="extracted NVlabs/stylegan3 (outside the project)")
+    env = lambda name: Path(os.environ[name]) if os.environ.get(name) else None  # noqa: E731
+    parser.add_argument("--nvidia-ada", type=Path, default=env("BAKERY_NVIDIA_ADA"),
+                        help="extracted NVlabs/stylegan2-ada-pytorch (outside the project)")
+    parser.add_argument("--nvidia-sg3", type=Path, default=env("BAKERY_NVIDIA_SG3"),
+                        help="extracted NVlabs/stylegan3 (outside the project)")
+    parser.add_argument("--nvidia-python", default=os.environ.get("BAKERY_NVIDIA_PYTHON") or sys.executable,
+                        help="the Python (with torch; scipy for StyleGAN3) that runs NVIDIA's code")
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 3.0
     nvidia = {"ada": args.nvidia_ada, "sg3": args.nvidia_sg3}
@@ -111,10 +126,16 @@ def main() -> int:
             print(f"{name}_batch{b}: {rate:.1f} images/s")
         print(f"{name}_best_batch: {best(ours)} ({ours[best(ours)]:.1f} images/s, "
               f"{ours[best(ours)] / ours[1]:.2f} x batch 1)")
-        if nvidia[kind] is None:
-            print(f"{name}_nvidia: not run (give --nvidia-{kind} DIR)")
+        if nvidia[kind] is None or not (nvidia[kind] / "legacy.py").is_file():
+            where = "give --nvidia-{0} DIR" if nvidia[kind] is None else f"{nvidia[kind]} holds no legacy.py"
+            print(f"{name}_nvidia: not run ({where.format(kind)})")
             continue
-        runs = {t: nvidia_rates(nvidia[kind], path, kind, t, seconds) for t in sorted({1, cpu_threads()})}
+        try:
+            runs = {t: nvidia_rates(nvidia[kind], path, kind, t, seconds, args.nvidia_python)
+                    for t in sorted({1, cpu_threads()})}
+        except RuntimeError as exc:
+            print(f"{name}_nvidia: failed ({exc})")
+            continue
         theirs = {b: max(run[b] for run in runs.values()) for b in BATCHES}
         for b, rate in theirs.items():
             threads = ", ".join(f"{run[b]:.1f} with {t} thread(s)" for t, run in runs.items())

@@ -97,3 +97,12 @@ def check_band_classes(gen: Generator, bands) -> None:
             class_labels(gen, [getattr(band, "class_index", None)])
         except CheckpointError as exc:
             raise CheckpointError(f"images.bands[{i}].class: {exc}") from None
+
+
+def check_band_transforms(gen: Generator, bands) -> None:
+    """`translate` / `rotate` move StyleGAN3's input layer; other models have none to move."""
+    for i, band in enumerate(bands):
+        if getattr(band, "transformed", False) and not gen.takes_transform:
+            key = "translate" if band.translate is not None and any(band.translate) else "rotate"
+            raise CheckpointError(f"images.bands[{i}].{key}: only StyleGAN3 models take translate/rotate "
+                                  f"(an input transform); this model is {gen.kind}")

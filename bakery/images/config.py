@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,11 @@ MAX_BATCH = 64
 # 100,000 is a typo, not a plan (4 billion IDs took ~19 GB before failing).
 MAX_SEED = 2 ** 32 - 1
 MAX_IDS = 10_000_000
+# StyleGAN3's input transform (NVIDIA's gen_images.py --translate/--rotate): translate is in the
+# input layer's coordinates (1 = half the central image's width); far outside a few units only
+# shows the faded-out edge of the Fourier features, so a huge value is a typo.
+MAX_TRANSLATE = 1000.0
+MAX_ROTATE = 360.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,13 @@ class Band:
     psi: float
     noise: str
     class_index: int | None = None  # `class`: the label of a class-conditional model (NVIDIA's --class)
+    translate: tuple[float, float] | None = None  # StyleGAN3 only: gen_images.py's --translate tx,ty
+    rotate: float | None = None  # StyleGAN3 only: gen_images.py's --rotate, degrees
+
+    @property
+    def transformed(self) -> bool:
+        """Does the band ask for a StyleGAN3 input transform (a non-zero translate or rotate)?"""
+        return (self.translate is not None and any(self.translate)) or bool(self.rotate)
 
     @property
     def ids(self) -> range:
@@ -81,6 +94,19 @@ def check_id_count(t: Table, bands: list[Band]) -> None:
         raise t.error("bands", f"{total:,} IDs in all: at most {MAX_IDS:,} are supported")
 
 
+def parse_translate(t: Table, name: str = "translate") -> tuple[float, float] | None:
+    """`translate = [tx, ty]`: two finite numbers (NVIDIA's gen_images.py --translate)."""
+    value = t.raw(name, None)
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise t.error(name, f"must be two numbers [tx, ty] (as NVIDIA's gen_images.py --translate), got {value!r:.60}")
+    if not all(math.isfinite(v) and abs(v) <= MAX_TRANSLATE for v in value):
+        raise t.error(name, f"must be finite numbers within ±{MAX_TRANSLATE:g}, got {value!r:.60}")
+    return float(value[0]), float(value[1])
+
+
 def parse_band(t: Table, default_noise: str) -> list[Band]:
     """One [[images.bands]] table → one Band per range of its seed list (same psi, noise, class)."""
     ranges = parse_seed_range(t, "seeds")
@@ -88,8 +114,10 @@ def parse_band(t: Table, default_noise: str) -> list[Band]:
         check_seed_bounds(t, "seeds", first, last)
     psi, noise = t.float("psi", min=-2.0, max=2.0), t.str("noise", default_noise, choices=NOISE_MODES)
     class_index = t.int("class", None, min=0)
+    translate = parse_translate(t)
+    rotate = t.float("rotate", None, min=-MAX_ROTATE, max=MAX_ROTATE)
     t.finish()
-    return [Band(first, last, psi, noise, class_index) for first, last in ranges]
+    return [Band(first, last, psi, noise, class_index, translate, rotate) for first, last in ranges]
 
 
 def check_contiguous(t: Table, bands: list[Band], table_of: list[int] | None = None) -> None:

@@ -34,6 +34,7 @@ class Generator:
     noise_shapes: list[tuple[int, int]]  # one (r, r) per noise input, in variable order
     const_noise: list[np.ndarray]  # the stored noise maps, same order
     dlatent_avg: object  # tf.Tensor [w_dim]
+    takes_transform: bool = False  # StyleGAN3: synthesis(ws, noise, transform [N, 3, 3])
 
     def mapping(self, z):
         raise NotImplementedError
@@ -138,6 +139,30 @@ def seed_inputs(gen: Generator, seed: int, noise_mode: str,
     return z, noise
 
 
+def input_transform(translate=None, rotate=None) -> np.ndarray:
+    """NVIDIA's gen_images.py: the StyleGAN3 input layer gets inv(make_transform(translate, rotate)),
+    make_transform = [[cos a, sin a, tx], [−sin a, cos a, ty], [0, 0, 1]] with a in degrees."""
+    tx, ty = (0.0, 0.0) if translate is None else (float(translate[0]), float(translate[1]))
+    a = math.radians(0.0 if rotate is None else float(rotate))
+    m = np.array([[math.cos(a), math.sin(a), tx], [-math.sin(a), math.cos(a), ty], [0.0, 0.0, 1.0]])
+    return np.linalg.inv(m)
+
+
+def record_transform(record: dict) -> np.ndarray | None:
+    """The input transform a render record asks for (its translate/rotate keys), None if none."""
+    if "translate" not in record and "rotate" not in record:
+        return None
+    return input_transform(record.get("translate"), record.get("rotate"))
+
+
+def check_transforms(gen: Generator, transforms) -> None:
+    """Only StyleGAN3 has an input layer to transform; asking another model for it is an error."""
+    if not gen.takes_transform and transforms is not None \
+            and any(t is not None and not np.array_equal(t, np.eye(3)) for t in transforms):
+        raise CheckpointError(f"translate/rotate: only StyleGAN3 models take an input transform; "
+                              f"this model is {gen.kind}")
+
+
 class Renderer:
     """A compiled (tf.function) z, psi, noise → image pass for one generator and cutoff."""
 
@@ -167,35 +192,48 @@ class Renderer:
         t = 1.0 + (psi[:, None, None] - 1.0) * self.row_mask
         return gen.dlatent_avg + (ws - gen.dlatent_avg) * t
 
-    def _synthesis_half(self, ws, *noise):
-        image = self.gen.synthesis(ws, list(noise))
+    def _synthesis_half(self, ws, transform, *noise):
+        if self.gen.takes_transform:
+            image = self.gen.synthesis(ws, list(noise), transform)
+        else:
+            image = self.gen.synthesis(ws, list(noise))
         uint8 = self.tf.saturate_cast(image * 127.5 + 128.0, self.tf.uint8)  # NVIDIA's convert_images_to_uint8
         return image, uint8
 
-    def _forward(self, z, psi, c, *noise):
+    def _forward(self, z, psi, c, transform, *noise):
         ws = self._mapping_half(z, psi, c)
-        return (ws, *self._synthesis_half(ws, *noise))
+        return (ws, *self._synthesis_half(ws, transform, *noise))
+
+    def _transform_feed(self, n: int, transforms):
+        """[N, 3, 3] float32 input transforms (identity where None; NVIDIA's float32 buffer)."""
+        check_transforms(self.gen, transforms)
+        eye = np.eye(3)
+        t = np.stack([eye if m is None else np.asarray(m, np.float64) for m in (transforms or [None] * n)])
+        return self.tf.constant(t.astype(np.float32))
 
     def render(self, z: np.ndarray, psi: np.ndarray, noise: list[np.ndarray],
-               c: np.ndarray | None = None) -> dict[str, np.ndarray]:
+               c: np.ndarray | None = None, transforms=None) -> dict[str, np.ndarray]:
         """z [N, z_dim], psi [N], noise[k] [N, r, r] (c [N, c_dim]: one-hot classes of a
-        conditional generator) → ws, image (NHWC float), uint8 (NHWC)."""
+        conditional generator; transforms: N StyleGAN3 input transforms [3, 3] or None)
+        → ws, image (NHWC float), uint8 (NHWC)."""
         tf = self.tf
         c = np.zeros((len(z), self.gen.c_dim), np.float32) if c is None else c
         with tf.device(self.device):
             feeds = [tf.constant(np.asarray(z, np.float32)), tf.constant(np.asarray(psi, np.float32)),
-                     tf.constant(np.asarray(c, np.float32))]
+                     tf.constant(np.asarray(c, np.float32)), self._transform_feed(len(z), transforms)]
             feeds += [tf.constant(np.asarray(n, np.float32)[..., None]) for n in noise]
             ws, image, uint8 = self._run(*feeds)
         return {"ws": ws.numpy(), "image": image.numpy(), "uint8": uint8.numpy()}
 
-    def render_seeds(self, seeds, psis, noise_modes, fresh=None, classes=None) -> dict[str, np.ndarray]:
-        """One batch: each seed with its own psi and noise mode (and class, for a conditional model)."""
+    def render_seeds(self, seeds, psis, noise_modes, fresh=None, classes=None,
+                     transforms=None) -> dict[str, np.ndarray]:
+        """One batch: each seed with its own psi and noise mode (and class, for a conditional model;
+        and input transform, `input_transform(translate, rotate)`, for a StyleGAN3 one)."""
         inputs = [seed_inputs(self.gen, s, m, fresh) for s, m in zip(seeds, noise_modes)]
         z = np.stack([zi for zi, _ in inputs])
         noise = [np.stack([ns[k] for _, ns in inputs]) for k in range(len(self.gen.noise_shapes))]
         c = class_labels(self.gen, classes if classes is not None else [None] * len(z))
-        return self.render(z, np.asarray(psis, np.float32), noise, c)
+        return self.render(z, np.asarray(psis, np.float32), noise, c, transforms)
 
     def map(self, z: np.ndarray, psi: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         """Mapping half: z [N, z_dim], psi [N] (c [N, c_dim] one-hot) → truncated ws [N, num_ws, w_dim]."""
@@ -206,11 +244,11 @@ class Renderer:
                            tf.constant(np.asarray(c, np.float32)))
         return ws.numpy()
 
-    def synthesize(self, ws: np.ndarray, noise: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def synthesize(self, ws: np.ndarray, noise: list[np.ndarray], transforms=None) -> dict[str, np.ndarray]:
         """Synthesis half: ws [N, num_ws, w_dim], noise[k] [N, r, r] → image (NHWC float), uint8."""
         tf = self.tf
         with tf.device(self.device):
-            feeds = [tf.constant(np.asarray(ws, np.float32))]
+            feeds = [tf.constant(np.asarray(ws, np.float32)), self._transform_feed(len(ws), transforms)]
             feeds += [tf.constant(np.asarray(n, np.float32)[..., None]) for n in noise]
             image, uint8 = self._synthesize(*feeds)
         return {"image": image.numpy(), "uint8": uint8.numpy()}

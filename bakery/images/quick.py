@@ -2,7 +2,7 @@
 
 Writes seed0000.png, seed0001.png, ... into --out (default `out`), as NVIDIA's scripts name them.
 A class-conditional checkpoint takes `--class N` (NVIDIA's `--class`), the same class for every
-seed. Each PNG carries its own record in a tEXt chunk (seed, psi, noise mode, truncation cutoff,
+seed; a StyleGAN3 one takes `--translate TX,TY` and `--rotate DEG` (NVIDIA's gen_images.py). Each PNG carries its own record in a tEXt chunk (seed, psi, noise mode, truncation cutoff,
 the class if any and the checkpoint's sha256), so the folder needs no manifest: a rerun skips every file whose
 record matches and whose last chunk is IEND (written whole), and renders the rest. PNGs are
 written to a temp file and renamed, so an interrupted run leaves whole files or none.
@@ -53,6 +53,34 @@ def check_psi_noise_batch(psi: float, noise: str, batch: int) -> None:
         raise BakeryError(f"--noise: must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
     if not 1 <= batch <= MAX_BATCH:
         raise BakeryError(f"--batch-size must be between 1 and {MAX_BATCH}, got {batch}")
+
+
+def transform_flags(translate: str | None, rotate: float | None) -> dict:
+    """--translate TX,TY and --rotate DEG → the record keys ({} when neither moves anything)."""
+    import math
+
+    from bakery.images.config import MAX_ROTATE, MAX_TRANSLATE
+
+    pair = (0.0, 0.0)
+    if translate is not None:
+        try:
+            pair = tuple(float(v) for v in translate.split(","))
+        except ValueError:
+            pair = ()
+        if len(pair) != 2 or not all(math.isfinite(v) and abs(v) <= MAX_TRANSLATE for v in pair):
+            raise BakeryError(f"--translate: expected two numbers TX,TY within ±{MAX_TRANSLATE:g} "
+                              f"(e.g. 0.3,-0.1), got {translate!r}")
+    if rotate is not None and not (math.isfinite(rotate) and abs(rotate) <= MAX_ROTATE):
+        raise BakeryError(f"--rotate: {rotate:g} degrees is out of range (must be within ±{MAX_ROTATE:g})")
+    if not any(pair) and not rotate:
+        return {}
+    return {"translate": list(pair), "rotate": float(rotate or 0.0)}
+
+
+def check_transform(gen, transform: dict, model_path: Path) -> None:
+    if transform and not gen.takes_transform:
+        flag = "--translate" if any(transform["translate"]) else "--rotate"
+        raise BakeryError(f"{flag}: only StyleGAN3 models take translate/rotate; {model_path.name} is {gen.kind}")
 
 
 def read_record(path: Path) -> dict | None:
@@ -109,7 +137,7 @@ def load_renderer(model_path: Path, cutoff: int | None, quiet: bool):
 
 
 def render_batches(renderer, seeds: list[int], psi: float, noise: str, batch: int, quiet: bool, desc: str,
-                   class_index: int | None = None):
+                   class_index: int | None = None, transform=None):
     """Yield (seeds, uint8 images) per batch; a spinner covers the first batch's graph tracing."""
     bar = progress(None, desc=desc, total=len(seeds), unit="img", quiet=quiet)
     try:
@@ -118,7 +146,7 @@ def render_batches(renderer, seeds: list[int], psi: float, noise: str, batch: in
             tracing = start == 0 or len(chunk) != batch  # a new batch size traces a new graph
             with spinner("tracing the generator graph", quiet=quiet or not tracing, delay=1.0):
                 out = renderer.render_seeds(chunk, [psi] * len(chunk), [noise] * len(chunk),
-                                            classes=[class_index] * len(chunk))
+                                            classes=[class_index] * len(chunk), transforms=[transform] * len(chunk))
             yield chunk, out["uint8"]
             bar.update(len(chunk))
     finally:
@@ -138,8 +166,9 @@ def run_quick_generate(args) -> None:
     remove_stale_temps(out_dir)
     sha256 = sha256_of(model_path)
     class_index = getattr(args, "class_index", None)
-    wanted = {s: {"seed": s, "psi": psi, "noise": noise, "truncation_cutoff": None, "model_sha256": sha256}
-              for s in seeds}
+    transform = transform_flags(getattr(args, "translate", None), getattr(args, "rotate", None))
+    wanted = {s: {"seed": s, "psi": psi, "noise": noise, "truncation_cutoff": None, "model_sha256": sha256,
+                  **transform} for s in seeds}
     if class_index is not None:  # only then: records of unconditional renders stay as they were
         for record in wanted.values():
             record["class"] = class_index
@@ -155,9 +184,12 @@ def run_quick_generate(args) -> None:
     if model.sha256 != sha256:
         raise BakeryError(f"--model: {model_path} changed while loading; run again")
     check_class(model.generator, class_index, model_path)
+    check_transform(model.generator, transform, model_path)
+    from bakery.images.generator import record_transform
+
     started = time.monotonic()
     for chunk, images in render_batches(renderer, todo, psi, noise, batch, args.quiet, "generate",
-                                        class_index):
+                                        class_index, record_transform(transform)):
         for seed, pixels in zip(chunk, images):
             write_bytes_atomic(seed_file(out_dir, seed), png_with_record(pixels, wanted[seed]))
     log.info("generate: wrote %d image(s) (seeds %s) to %s in %.1f s", len(todo), format_seeds(todo),

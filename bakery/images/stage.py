@@ -51,7 +51,11 @@ def wanted_record(band, seed: int, sha256: str, cutoff) -> dict:
               "model_sha256": sha256}
     if getattr(band, "class_index", None) is not None:  # only conditional models have one
         record["class"] = band.class_index
+    if getattr(band, "transformed", False):  # StyleGAN3's input transform; absent = identity
+        record["translate"] = list(band.translate or (0.0, 0.0))
+        record["rotate"] = band.rotate or 0.0
     return record
+
 
 
 def load_manifest(path: Path) -> dict:
@@ -134,14 +138,15 @@ def run_generate(config, args) -> None:
             compact_journal(manifest_path, journal_path, records)
         return
 
-    from bakery.images.checkpoints import check_band_classes, load_generator
-    from bakery.images.generator import Renderer
+    from bakery.images.checkpoints import check_band_classes, check_band_transforms, load_generator
+    from bakery.images.generator import Renderer, record_transform
 
     with spinner(f"loading {model_path.name}", quiet=args.quiet):
         model = load_generator(model_path)
     if model.sha256 != sha256:
         raise BakeryError(f"images.model: {model_path} changed while the stage was starting; run it again")
     check_band_classes(model.generator, cfg.bands)
+    check_band_transforms(model.generator, cfg.bands)
     renderer = Renderer(model.generator, cfg.truncation_cutoff)
     log.info("images: %s, %d px, %d W rows (truncating the first %d), on %s", model.description,
              model.generator.resolution, model.generator.num_ws, renderer.cutoff, renderer.device)
@@ -168,7 +173,8 @@ def run_generate(config, args) -> None:
                 ids = todo[start:start + batch]
                 with spinner("tracing the generator graph", quiet=args.quiet or start > 0, delay=1.0):
                     out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids],
-                                                classes=[wanted[i].get("class") for i in ids])
+                                                classes=[wanted[i].get("class") for i in ids],
+                                                transforms=[record_transform(wanted[i]) for i in ids])
                 if pending is not None:
                     bar.update(len(pending.result()))
                 pending = writer.submit(write_batch, raw_dir, ids, out["uint8"], written)
