@@ -37,6 +37,32 @@ def tiny_bake_project(root: Path, model: Path, ids: str = "0-3", text_batch: int
     """ + tiny_toml(model).replace("batch_size = 3", f"batch_size = {text_batch}"))
 
 
+def three_band_project(root, model, psi: float = 0.5):
+    """9 IDs in 3 bands; image batches of 2 (5 batches), text batches of 3 (3 batches)."""
+    return write_project(root, f"""
+        [images]
+        model = "{FIXTURES / 'stylegan2' / 'stylegan2_tf1_synthetic_r64.pkl'}"
+        batch_size = 2
+
+        [[images.bands]]
+        seeds = "0-2"
+        psi = {psi}
+
+        [[images.bands]]
+        seeds = "3-5"
+        psi = 0.7
+        noise = "seeded"
+
+        [[images.bands]]
+        seeds = "6-8"
+        psi = 1.0
+
+        [upscale]
+        method = "lanczos"
+
+    """ + tiny_toml(model))
+
+
 def _scrub(value, root: str):
     if isinstance(value, dict):
         return {k: _scrub(v, root) for k, v in value.items() if k not in RUN_TO_RUN_KEYS}
@@ -74,11 +100,12 @@ def copy_project(src: Path, dst: Path) -> Path:
     return dst / "content" / "site.toml"
 
 
-def bakery_process(config: Path, *args: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+def bakery_process(config: Path, *args: str, kill_at: str | None = None,
+                   timeout: float = 300) -> subprocess.CompletedProcess:
     """`bakery -q -c CONFIG ARGS` in a child process, killed by SIGKILL at `kill_at` if given."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     env.pop("BAKERY_TEST_KILL_AT", None)
     if kill_at:
         env["BAKERY_TEST_KILL_AT"] = kill_at
     return subprocess.run([sys.executable, "-m", "bakery", "-q", "-c", str(config), *args], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
