@@ -101,9 +101,9 @@ def copy_project(src: Path, dst: Path) -> Path:
 
 
 def bakery_process(config: Path, *args: str, kill_at: str | None = None,
-                   timeout: float = 300) -> subprocess.CompletedProcess:
+                   timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """`bakery -q -c CONFIG ARGS` in a child process, killed by SIGKILL at `kill_at` if given."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **(env or {})}
     env.pop("BAKERY_TEST_KILL_AT", None)
     if kill_at:
         env["BAKERY_TEST_KILL_AT"] = kill_at

@@ -49,8 +49,13 @@ def reference(tmp_path_factory):
     return model, project_state(root / "local")
 
 
+# Ray resolves a 127.0.0.1 address to the machine's outward IP, where nothing listens; with this
+# variable at 0 the driver keeps the loopback address, like the test cluster's nodes.
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def ray_bake(config, address, **kwargs):
-    return bakery_process(config, "bake", "--ray", address, timeout=TIMEOUT, **kwargs)
+    return bakery_process(config, "bake", "--ray", address, timeout=TIMEOUT, env=LOOPBACK, **kwargs)
 
 
 def assert_clean(project, expected) -> None:
