@@ -38,7 +38,9 @@ def tiny_bake_project(root: Path, model: Path, ids: str = "0-3", text_batch: int
 
 
 def three_band_project(root, model, psi: float = 0.5):
-    """9 IDs in 3 bands; image batches of 2 (5 batches), text batches of 3 (3 batches)."""
+    """9 IDs in 3 bands; image batches of 2 (5 batches), text batches of 3 (3 batches). The
+    tiny GPT-2's snippets clean to 26-32 characters: min_chars = 29 rejects 5 of them, so every
+    bake also runs a resampling round (which cannot help here: see BAKED)."""
     return write_project(root, f"""
         [images]
         model = "{FIXTURES / 'stylegan2' / 'stylegan2_tf1_synthetic_r64.pkl'}"
@@ -60,7 +62,24 @@ def three_band_project(root, model, psi: float = 0.5):
         [upscale]
         method = "lanczos"
 
-    """ + tiny_toml(model))
+    """ + tiny_toml(model, clean="min_chars = 29"))
+
+
+# How a bake of three_band_project ends: its short snippets are resampled once, and with this
+# tiny model the resample comes out as short (today the transformers backend's CPU
+# torch.Generator keeps only the low 32 bits of a seed, so attempt 2's sub-seed ID + 2**32 draws
+# what attempt 1 drew): exit 1 naming them, the rest kept. Should resampling ever succeed, the
+# bake exits 0; either way the scale-out bakes are compared with a local bake byte for byte.
+BAKED = "snippet(s) failed after 2 attempt(s)"
+
+
+def assert_baked(result: subprocess.CompletedProcess) -> None:
+    """A bake (or merge) of three_band_project ran to its end, failing at most some snippets."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bakery: error:")]
+    if result.returncode == 0:
+        assert not errors, result.stderr
+    else:
+        assert result.returncode == 1 and len(errors) == 1 and BAKED in errors[0], result.stderr
 
 
 def _scrub(value, root: str):

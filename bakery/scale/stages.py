@@ -23,12 +23,23 @@ def threads_for(num_cpus: float) -> int:
     return max(1, int(num_cpus))
 
 
-def pin_threads(num_cpus: float) -> None:
+def pin_threads(num_cpus: float, tensorflow: bool = False) -> None:
     """torch and TensorFlow use every core of a machine by default; an actor gets its
-    num_cpus share, so N actors on one machine do not oversubscribe it."""
+    num_cpus share, so N actors on one machine do not oversubscribe it. TensorFlow's pools
+    can be sized only before its first op, so this runs before the model loads."""
     import torch
 
-    torch.set_num_threads(threads_for(num_cpus))
+    threads = threads_for(num_cpus)
+    torch.set_num_threads(threads)
+    if tensorflow:
+        from bakery.images.tfsetup import import_tf
+
+        tf = import_tf()  # sizes the pools to the whole machine; resized here before any op
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            log.warning("ray: TensorFlow was already running; its thread pools keep their size")
 
 
 # --- generate -------------------------------------------------------------------------------
@@ -46,7 +57,7 @@ class GenerateSpec:
     def load(self, folder: Path, shipped: dict):
         from bakery.images.stage import GenerateWorker
 
-        pin_threads(self.num_cpus)
+        pin_threads(self.num_cpus, tensorflow=True)
         path = unpack(shipped["model"], folder / "model", was_file=True)
         return GenerateWorker(path, self.sha256, self.bands, self.truncation_cutoff)
 
@@ -91,7 +102,7 @@ class UpscaleSpec:
     def load(self, folder: Path, shipped: dict):
         from bakery.upscale.stage import Upscaler
 
-        pin_threads(self.num_cpus)
+        pin_threads(self.num_cpus, tensorflow=self.settings[0] == "waifu2x")
         return Upscaler(*self.settings)
 
     def compute(self, upscaler, sources):
