@@ -57,3 +57,16 @@ def test_bad_ray_section_is_refused_before_any_work(tmp_path, capsys, table, key
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{key}:" in err[0], err
     assert not (tmp_path / "build" / "raw").exists()
+
+
+def test_ray_address_with_nothing_listening_is_one_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = project(tmp_path)
+    assert main(["-q", "-c", str(config), "generate", "--ray", f"127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--ray 127.0.0.1:{port}: no Ray head answers there" in err[0], err

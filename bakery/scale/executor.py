@@ -84,6 +84,8 @@ class RayExecutor:
         ray = self.ray = import_ray()
         self.cfg, self.quiet = cfg, quiet
         target = None if address in ("", "auto") else address
+        if target is not None and not target.startswith("ray://"):
+            check_reachable(target)
         if not ray.is_initialized():
             try:
                 # The package travels with the job (py_modules): workers run the driver's code.
@@ -215,6 +217,21 @@ class RayExecutor:
             for actor in actors:
                 self.ray.kill(actor)
         self.ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """One clear line for a wrong or stopped head, where ray.init would keep retrying."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise BakeryError(f"--ray {address}: expected HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379), "
+                          "or no address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise BakeryError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc}); start one with "
+                          "`ray start --head` or check the address") from None
 
 
 def first_line(exc) -> str:
