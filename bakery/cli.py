@@ -33,6 +33,7 @@ ACTIONS = {
     "deploy-rsync": "bakery.deploy.rsync:run_deploy_rsync",
     "archive": "bakery.deploy.archive:run_archive",
     "mirror-config": "bakery.deploy.rsync:run_mirror_config",
+    "merge": "bakery.scale.merge:run_merge",
 }
 
 
@@ -42,7 +43,7 @@ SECTIONS = {
     "generate": ["images"], "upscale": ["images", "upscale"], "compress": ["images", "jpeg"],
     "images": ["images", "upscale", "jpeg"], "text": ["images", "text"], "site": ["site", "images"],
     "figures": ["images"], "video": ["images"], "serve": [], "deploy": ["deploy"], "archive": ["images"],
-    "mirror-config": ["deploy"], "bake": None,
+    "mirror-config": ["deploy"], "bake": None, "merge": ["images", "upscale", "jpeg", "text"],
 }
 
 # The folders each command writes, checked before any work (a read-only or missing-permission
@@ -58,6 +59,7 @@ OUTPUTS = {
     "figures": lambda c: [c.build_dir / "figures"],
     "video": lambda c: [c.build_dir / "videos"],
     "archive": lambda c: [c.public_dir],
+    "merge": lambda c: [c.build_dir, c.public_dir],
 }
 
 
@@ -105,6 +107,9 @@ def run_bake(config, args) -> None:
         steps.append("text")
     else:
         log.info("text: disabled in config, skipped")
+    if getattr(args, "shard", None) is not None:  # the site is built once, after `bakery merge`
+        log.info("site: skipped in a shard (run `bakery merge` and then `bakery site`)")
+        return run_steps(config, args, steps)
     run_steps(config, args, steps + ["site"])
 
 
@@ -164,20 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bake", "run every enabled stage in order: images → text → site", run_bake)
     add_image_options(p)
     add_text_options(p)
+    add_scale_options(p)
     p = add("images", "render StyleGAN images for the configured psi bands, then upscale and compress",
             run_images)
     add_image_options(p)
+    add_scale_options(p)
     p = add("generate", "render StyleGAN images for the configured psi bands into build/raw (no upscaling); "
             "with --model, render any checkpoint's seeds into a folder, no project needed",
             action_runner("generate"))
     add_image_options(p)
+    add_scale_options(p)
     add_quick_generate_options(p)
     p = add("upscale", "upscale build/raw PNGs 2x (waifu2x/lanczos) into build/upscaled; "
             "with --in/--out, any folder of images with waifu2x", action_runner("upscale"))
     add_quick_upscale_options(p)
-    add("compress", "JPEG-compress upscaled images into public/example-{ID}.jpg", action_runner("compress"))
+    add_scale_options(p, image_batches=True)
+    p = add("compress", "JPEG-compress upscaled images into public/example-{ID}.jpg", action_runner("compress"))
+    add_scale_options(p, image_batches=True)
     p = add("text", "generate and clean snippets into build/text/snippet-{ID}.txt", action_runner("text"))
     add_text_options(p)
+    add_scale_options(p)
+    p = add("merge", "merge the build-shard-I-of-N folders of a `--shard I/N` bake into build/ and public/",
+            action_runner("merge"))
+    p.add_argument("shards", nargs="+", type=Path, metavar="DIR", help="the shard folders, all N of them")
     p = add("site", "render public/index.html with CSS/JS and publish complete ID pairs", action_runner("site"))
     p.add_argument("--allow-empty", action="store_true", help="write the pages even with no pairs to publish")
     p = add("figures", "contact sheet and truncation sweep of the configured model (or of --model, "
@@ -229,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="override images.batch_size")
+
+
+def add_scale_options(p: argparse.ArgumentParser, image_batches: bool = False) -> None:
+    """--shard and --ray (docs/scale-out.md)."""
+    from bakery.scale.shard import parse_shard
+
+    g = p.add_argument_group("scale-out (docs/scale-out.md)")
+    g.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                   help="bake only shard I of N (every N-th batch) into build-shard-I-of-N/; then `bakery merge`")
+    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="run the batches on a Ray cluster (default address: ray.init()'s: $RAY_ADDRESS, "
+                        "else a local cluster); needs pip install 'bakery[ray]'")
+    if image_batches:  # a shard's upscale and compress take the IDs its generate rendered
+        add_image_options(p)
 
 
 def add_text_options(p: argparse.ArgumentParser) -> None:
@@ -327,9 +355,21 @@ def main(argv: list[str] | None = None) -> int:
         command = getattr(args, "command_name", None)
         if command in QUICK_HINTS and not Path(args.config).exists():
             raise ConfigError(f"{args.config}: config file not found (no project here? try: {QUICK_HINTS[command]})")
-        config = load_config(args.config, sections=SECTIONS.get(command))
+        sections = SECTIONS.get(command)
+        if getattr(args, "ray", None) is not None and sections is not None:
+            sections = [*sections, "ray"]  # [ray] checked before any work
+        config = load_config(args.config, sections=sections)
+        shard = getattr(args, "shard", None)
+        if shard is not None:
+            from bakery.scale.shard import shard_config
+
+            config = shard_config(config, shard)
         check_outputs(config, command)
         with locked_command(config, args, argv):
+            if shard is not None:
+                from bakery.scale.shard import write_shard_manifest
+
+                write_shard_manifest(config, args, shard_stages(config, command))
             args.func(config, args)
     except BakeryError as exc:
         print(f"bakery: error: {redact(exc)}", file=sys.stderr)
@@ -342,4 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bakery: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if getattr(args, "ray_executor", None) is not None:
+            args.ray_executor.close()
     return 0
+
+
+def shard_stages(config, command: str) -> list[str]:
+    """The stages a sharded command runs (recorded in shard.json for `bakery merge`)."""
+    images = ["generate", "upscale", "compress"]
+    if command == "bake":
+        return (images if config.images.enabled else []) + (["text"] if config.text.enabled else [])
+    return images if command == "images" else [command]

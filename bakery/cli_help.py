@@ -16,6 +16,7 @@ PIPELINE = [
 SHORTCUTS = [
     ("bake", "every enabled stage in order: generate → upscale → compress → text → site"),
     ("images", "generate → upscale → compress"),
+    ("merge", "the build-shard-I-of-N folders of a --shard bake → build/ and public/"),
 ]
 TOOLS = [
     ("figures", "10×10 contact sheet, labelled truncation sweep and style-mixing grid of a model"),
@@ -30,12 +31,15 @@ DOCS = {
     "upscale": "docs/upscale.md", "compress": "docs/upscale.md", "text": "docs/text.md",
     "site": "docs/config.md", "serve": "README.md", "bake": "README.md",
     "deploy": "docs/deploy.md", "archive": "docs/deploy.md", "mirror-config": "docs/deploy.md",
+    "merge": "docs/scale-out.md",
 }
 
 EXAMPLES = {
     "bake": ["bakery bake                      # content/site.toml → public/",
              "bakery -c other/site.toml bake -q",
-             "bakery bake --batch-size 16 --text-batch-size 4"],
+             "bakery bake --batch-size 16 --text-batch-size 4",
+             "bakery bake --ray                # on a Ray cluster ($RAY_ADDRESS, else a local one)",
+             "bakery bake --shard 0/4          # shard 0 of 4 → build-shard-0-of-4/ (then bakery merge)"],
     "images": ["bakery images                    # generate → upscale → compress",
                "bakery images --batch-size 16"],
     "generate": ["bakery generate --model ffhq.pkl --seeds 0-9,20,30-35 --psi 0.7   # no project needed",
@@ -62,6 +66,8 @@ EXAMPLES = {
     "deploy": ["bakery deploy --dry-run          # the plan, nothing changed",
                "bakery deploy s3",
                "bakery deploy rsync"],
+    "merge": ["bakery merge build-shard-*-of-4   # all 4 shards → build/ and public/",
+              "bakery -q merge build-shard-0-of-2 build-shard-1-of-2   # then: bakery site"],
     "archive": ["bakery archive v1               # public/example-* → public/v1/"],
     "mirror-config": ["bakery mirror-config --module waifus --out /etc/rsyncd.d/waifus.conf",
                       "bakery mirror-config --snippets-tarball"],

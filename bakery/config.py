@@ -165,6 +165,7 @@ SECTIONS = {
     "jpeg": "bakery.upscale.config:parse_jpeg",
     "text": "bakery.text.config:parse_text",
     "deploy": "bakery.deploy.config:parse_deploy",
+    "ray": "bakery.scale.config:parse_ray",
 }
 
 
@@ -200,6 +201,7 @@ class Config:
     jpeg = property(lambda self: self.section("jpeg"))
     text = property(lambda self: self.section("text"))
     deploy = property(lambda self: self.section("deploy"))
+    ray = property(lambda self: self.section("ray"))
 
     @property
     def build_dir(self) -> Path:

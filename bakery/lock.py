@@ -28,7 +28,7 @@ LOCK_NAME = "bakery.lock"
 # Commands that write into build/ or public/, or publish them; serve and figures only read
 # (figures writes its sheets atomically and may run beside a bake).
 LOCKED_COMMANDS = frozenset({"bake", "images", "generate", "upscale", "compress", "text", "site",
-                             "deploy", "archive", "mirror-config"})
+                             "deploy", "archive", "mirror-config", "merge"})
 
 
 class LockHeld(BakeryError):

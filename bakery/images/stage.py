@@ -15,6 +15,7 @@ import io
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +100,19 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 
 def write_batch(raw_dir: Path, ids: list[int], pixels: np.ndarray, on_written=None) -> list[int]:
-    """Write each PNG and report it (ID, size + sha256) the moment it is in place."""
+    """Encode and write each PNG, reporting it (ID, size + sha256) the moment it is in place."""
+    return write_pngs(raw_dir, encode_batch(ids, pixels), on_written)
+
+
+def encode_batch(ids: list[int], pixels: np.ndarray):
+    """(ID, PNG bytes) per image, lazily: a local writer interleaves encoding and writing."""
+    return ((image_id, encode_png(image)) for image_id, image in zip(ids, pixels))
+
+
+def write_pngs(raw_dir: Path, pngs, on_written=None) -> list[int]:
+    """Write encoded PNGs atomically (from this process or from a Ray worker's batch)."""
     sizes = []
-    for image_id, image in zip(ids, pixels):
-        data = encode_png(image)
+    for image_id, data in pngs:
         write_bytes_atomic(image_path(raw_dir, image_id), data)
         if on_written is not None:
             on_written(image_id, record_of(data))
@@ -117,67 +127,108 @@ def batch_size_of(cfg, args) -> int:
     return override or cfg.batch_size
 
 
-def run_generate(config, args) -> None:
+@dataclass
+class GeneratePlan:
+    """What `generate` has to do: the wanted records, the IDs to render and their batches."""
+
+    raw_dir: Path
+    manifest_path: Path
+    journal_path: Path
+    model_path: Path
+    sha256: str
+    batch: int
+    records: dict
+    wanted: dict[int, dict]
+    todo: list[int]
+    batches: list[list[int]]
+
+
+def plan_generate(config, args) -> GeneratePlan:
+    """Read the manifest (+ a killed run's journal) and list what is missing or broken, in the
+    batches a run renders (for --shard: only this shard's batches, bakery/scale/shard.py)."""
+    from bakery.images.pickle_loader import sha256_of
+    from bakery.scale.shard import plan_batches
+
     cfg = config.images
     raw_dir = config.build_dir / "raw"
-    manifest_path = raw_dir / "manifest.json"
     model_path = resolve_model(cfg)
     batch = batch_size_of(cfg, args)
-    from bakery.images.pickle_loader import sha256_of
-
     sha256 = sha256_of(model_path)
     remove_stale_temps(raw_dir)
     journal_path = raw_dir / JOURNAL_NAME
+    manifest_path = raw_dir / "manifest.json"
     records = {**load_manifest(manifest_path), **replay(journal_path, JOURNAL_HEADER)}
     wanted = {i: wanted_record(band, i, sha256, cfg.truncation_cutoff) for band in cfg.bands for i in band.ids}
     todo = [i for i, w in wanted.items() if not is_done(raw_dir, i, records.get(str(i)), w)]
+    batches = plan_batches(list(wanted), todo, batch, getattr(args, "shard", None))
+    todo = [i for ids in batches for i in ids]
+    return GeneratePlan(raw_dir, manifest_path, journal_path, model_path, sha256, batch, records, wanted,
+                        todo, batches)
+
+
+class GenerateWorker:
+    """The loaded generator of one process (this one, or a Ray actor's): IDs → pixels or PNGs."""
+
+    def __init__(self, model_path: Path, sha256: str, bands, truncation_cutoff, quiet: bool = True):
+        from bakery.images.checkpoints import check_band_classes, check_band_transforms, load_generator
+        from bakery.images.generator import Renderer, record_transform
+
+        with spinner(f"loading {model_path.name}", quiet=quiet):
+            self.model = load_generator(model_path)
+        if self.model.sha256 != sha256:
+            raise BakeryError(f"images.model: {model_path} changed while the stage was starting; run it again")
+        check_band_classes(self.model.generator, bands)
+        check_band_transforms(self.model.generator, bands)
+        self.renderer = Renderer(self.model.generator, truncation_cutoff)
+
+    def render(self, ids: list[int], wanted: dict[int, dict]) -> np.ndarray:
+        out = self.renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids],
+                                         classes=[wanted[i].get("class") for i in ids],
+                                         transforms=[record_transform(wanted[i]) for i in ids])
+        return out["uint8"]
+
+    def render_pngs(self, ids: list[int], wanted: dict[int, dict]) -> list[tuple[int, bytes]]:
+        """For a remote worker: the encoded PNGs travel back, not the raw pixels."""
+        return list(encode_batch(ids, self.render(ids, wanted)))
+
+
+def run_generate(config, args) -> None:
+    cfg = config.images
+    plan = plan_generate(config, args)
+    raw_dir, manifest_path, journal_path = plan.raw_dir, plan.manifest_path, plan.journal_path
+    model_path, sha256, batch, records, wanted, todo = (plan.model_path, plan.sha256, plan.batch, plan.records,
+                                                        plan.wanted, plan.todo)
     log.info("images: %d of %d to render (%d already done), model %s (sha256 %s…), batch %d",
              len(todo), len(wanted), len(wanted) - len(todo), model_path.name, sha256[:12], batch)
     if not todo:
         if journal_path.exists():
             compact_journal(manifest_path, journal_path, records)
         return
+    from bakery.scale.executor import remote_executor
 
-    from bakery.images.checkpoints import check_band_classes, check_band_transforms, load_generator
-    from bakery.images.generator import Renderer, record_transform
+    remote = remote_executor(config, args, "generate")
+    if remote is not None:
+        from bakery.scale.stages import generate_remote
 
-    with spinner(f"loading {model_path.name}", quiet=args.quiet):
-        model = load_generator(model_path)
-    if model.sha256 != sha256:
-        raise BakeryError(f"images.model: {model_path} changed while the stage was starting; run it again")
-    check_band_classes(model.generator, cfg.bands)
-    check_band_transforms(model.generator, cfg.bands)
-    renderer = Renderer(model.generator, cfg.truncation_cutoff)
+        return generate_remote(remote, config, args, plan)
+
+    worker = GenerateWorker(model_path, sha256, cfg.bands, cfg.truncation_cutoff, quiet=args.quiet)
+    model, renderer = worker.model, worker.renderer
     log.info("images: %s, %d px, %d W rows (truncating the first %d), on %s", model.description,
              model.generator.resolution, model.generator.num_ws, renderer.cutoff, renderer.device)
-
-    def save_manifest():
-        write_json_atomic(manifest_path, {
-            "version": MANIFEST_VERSION, "model": str(cfg.model), "model_path": str(model_path),
-            "model_sha256": sha256, "generator": model.generator.kind,
-            "resolution": model.generator.resolution, "images": records})
-
-    save_manifest()  # compacts a killed run's journal before the new one replaces it
-    journal = Journal(journal_path, JOURNAL_HEADER, "generate")
-
-    def written(image_id: int, record: dict) -> None:
-        records[str(image_id)] = {**wanted[image_id], **record}
-        journal.add(image_id, records[str(image_id)])
+    save_manifest, written, journal = open_records(plan, cfg, model.generator)
 
     bar = progress(None, desc="images", total=len(todo), unit="img", quiet=args.quiet)
     # One writer thread encodes and writes PNGs while TensorFlow renders the next batch.
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
         try:
-            for start in range(0, len(todo), batch):
-                ids = todo[start:start + batch]
-                with spinner("tracing the generator graph", quiet=args.quiet or start > 0, delay=1.0):
-                    out = renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids],
-                                                classes=[wanted[i].get("class") for i in ids],
-                                                transforms=[record_transform(wanted[i]) for i in ids])
+            for number, ids in enumerate(plan.batches):
+                with spinner("tracing the generator graph", quiet=args.quiet or number > 0, delay=1.0):
+                    pixels = worker.render(ids, wanted)
                 if pending is not None:
                     bar.update(len(pending.result()))
-                pending = writer.submit(write_batch, raw_dir, ids, out["uint8"], written)
+                pending = writer.submit(write_batch, raw_dir, ids, pixels, written)
             if pending is not None:
                 bar.update(len(pending.result()))
         finally:
@@ -187,3 +238,25 @@ def run_generate(config, args) -> None:
             journal.remove()
     log.info("images: rendered %d image(s) into %s", len(todo), raw_dir)
 
+
+def open_records(plan: GeneratePlan, cfg, generator: dict | object):
+    """Write the manifest (compacting a killed run's journal) and open a fresh journal;
+    returns (save_manifest, written(image_id, record), journal). `generator` is the loaded
+    generator, or its {"kind", "resolution"} as a remote worker reported them."""
+    kind = generator["kind"] if isinstance(generator, dict) else generator.kind
+    resolution = generator["resolution"] if isinstance(generator, dict) else generator.resolution
+    records = plan.records
+
+    def save_manifest():
+        write_json_atomic(plan.manifest_path, {
+            "version": MANIFEST_VERSION, "model": str(cfg.model), "model_path": str(plan.model_path),
+            "model_sha256": plan.sha256, "generator": kind, "resolution": resolution, "images": records})
+
+    save_manifest()  # compacts a killed run's journal before the new one replaces it
+    journal = Journal(plan.journal_path, JOURNAL_HEADER, "generate")
+
+    def written(image_id: int, record: dict) -> None:
+        records[str(image_id)] = {**plan.wanted[image_id], **record}
+        journal.add(image_id, records[str(image_id)])
+
+    return save_manifest, written, journal

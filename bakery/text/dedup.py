@@ -88,10 +88,14 @@ class DuplicateGuard:
         self.verdicts: deque[bool] = deque(maxlen=VERDICTS)
 
     def run(self, items):
+        return self.check(self.pipeline.run(items))
+
+    def check(self, batch_outcomes):
+        """One batch's outcomes (computed anywhere), checked in order against the kept snippets."""
         from bakery.text.pipelines import Outcome
 
         outcomes = []
-        for outcome in self.pipeline.run(items):
+        for outcome in batch_outcomes:
             if outcome.ok:
                 other = self.finder.find(outcome.cleaned.text)
                 self.verdicts.append(other is not None)

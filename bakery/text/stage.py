@@ -159,7 +159,24 @@ def chunks(items: list, size: int):
         yield items[start:start + size]
 
 
-def run_text(config, args) -> None:
+@dataclasses.dataclass
+class TextPlan:
+    """What `text` has to do: the IDs, the manifest read back, and the snippets still to write."""
+
+    cfg: TextConfig
+    out_dir: Path
+    ids: list[int]
+    manifest_path: Path
+    previous: dict
+    recorded: dict[str, dict]
+    todo: list[int]
+
+    @property
+    def chunk_size(self) -> int:
+        return max(s.batch_size for s in self.cfg.stages)
+
+
+def plan_text(config, args) -> TextPlan:
     cfg = override_batch_size(config.text, getattr(args, "text_batch_size", None))
     out_dir = text_dir(config)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,20 +186,59 @@ def run_text(config, args) -> None:
     previous = load_manifest(manifest_path)
     recorded = recorded_snippets(previous, out_dir / JOURNAL_NAME)
     todo = [i for i in ids if not is_done(snippet_path(config, i), recorded.get(str(i)))]
+    return TextPlan(cfg, out_dir, ids, manifest_path, previous, recorded, todo)
+
+
+def local_rounds(pipeline):
+    """Batches of one attempt → each batch's outcomes, computed here, one batch at a time."""
+    return lambda batches, attempt: (pipeline.run([(i, attempt) for i in batch]) for batch in batches)
+
+
+def tokens_of(backends: dict) -> int:
+    return sum(getattr(b, "tokens_generated", 0) for b in {id(b): b for b in backends.values()}.values())
+
+
+def run_text(config, args) -> None:
+    plan = plan_text(config, args)
+    cfg, out_dir, ids, todo = plan.cfg, plan.out_dir, plan.ids, plan.todo
     if not todo:
-        if previous and (out_dir / JOURNAL_NAME).exists():  # a killed run's last records: into the manifest
-            write_json_atomic(manifest_path, {**previous, "snippets": recorded})
+        if plan.previous and (out_dir / JOURNAL_NAME).exists():  # a killed run's last records: into the manifest
+            write_json_atomic(plan.manifest_path, {**plan.previous, "snippets": plan.recorded})
             (out_dir / JOURNAL_NAME).unlink()
         log.info("text: all %d snippets already done in %s", len(ids), out_dir)
         return
     log.info("text: %d of %d snippets to write (%s pipeline)", len(todo), len(ids), cfg.pipeline)
 
-    from bakery.text.pipelines import make_pipeline
+    from bakery.scale.executor import remote_executor
 
     started = time.monotonic()
-    backends = build_backends(cfg, quiet=getattr(args, "verbosity", 0) <= 0)  # HF's own bars only with -v
-    pipeline = make_pipeline(cfg, backends)
-    current = settings(cfg, backends, config.root)
+    remote = remote_executor(config, args, "text", local_only=any(s.backend == "openai" for s in cfg.stages))
+    if remote is not None:
+        from bakery.scale.stages import text_remote
+
+        backends, rounds, tokens = text_remote(remote, cfg, args)
+    else:
+        backends = build_backends(cfg, quiet=getattr(args, "verbosity", 0) <= 0)  # HF's own bars only with -v
+        rounds, tokens = local_rounds(make_pipeline_of(cfg, backends)), lambda: tokens_of(backends)
+    if getattr(args, "shard", None) is not None:
+        from bakery.scale.stages import text_shard
+
+        return text_shard(config, args, plan, settings(cfg, backends, config.root), rounds)
+    write_rounds(config, args, plan, settings(cfg, backends, config.root), rounds, tokens, started)
+
+
+def make_pipeline_of(cfg: TextConfig, backends: dict):
+    from bakery.text.pipelines import make_pipeline
+
+    return make_pipeline(cfg, backends)
+
+
+def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, started: float) -> None:
+    """Attempt after attempt over what is left: `rounds(batches, attempt)` yields each batch's
+    outcomes in order (computed here, on Ray workers, or read back from shards); duplicates
+    are checked here, in that order, and every snippet is written and recorded here."""
+    cfg, out_dir, ids, todo = plan.cfg, plan.out_dir, plan.ids, plan.todo
+    manifest_path, previous, recorded = plan.manifest_path, plan.previous, plan.recorded
     done_ids = set(ids) - set(todo)
     entries = {k: v for k, v in recorded.items() if k.isdigit() and int(k) in done_ids}
     manifest = {"version": MANIFEST_VERSION, "settings": current, "snippets": entries, "failed": {}}
@@ -194,16 +250,15 @@ def run_text(config, args) -> None:
     write_json_atomic(manifest_path, manifest)
     journal = Journal(out_dir / JOURNAL_NAME, JOURNAL_HEADER, "text")
     # Duplicates across IDs are a cleaning rule too: checked against every kept snippet.
-    pipeline = guard_duplicates(pipeline, cfg, read_snippets(config, done_ids))
+    guard = guard_duplicates(None, cfg, read_snippets(config, done_ids))
 
     reasons: dict[int, list[str]] = {i: [] for i in todo}
     pending = todo
-    chunk_size = max(s.batch_size for s in cfg.stages)
     with progress(None, "text", total=len(todo), unit="snippet", quiet=args.quiet) as bar:
         for attempt in range(cfg.max_attempts):
             failed = []
-            for batch in chunks(pending, chunk_size):
-                for outcome in pipeline.run([(i, attempt) for i in batch]):
+            for outcomes in rounds(list(chunks(pending, plan.chunk_size)), attempt):
+                for outcome in guard.check(outcomes):
                     i = outcome.snippet_id
                     if outcome.ok:
                         text = outcome.cleaned.text + "\n"
@@ -218,8 +273,7 @@ def run_text(config, args) -> None:
                         reasons[i].append(outcome.cleaned.reason)
                         failed.append(i)
                 write_json_atomic(manifest_path, manifest)
-                tokens = sum(getattr(b, "tokens_generated", 0) for b in {id(b): b for b in backends.values()}.values())
-                bar.set_postfix_str(f"{tokens / max(time.monotonic() - started, 1e-9):.1f} tok/s")
+                bar.set_postfix_str(f"{tokens() / max(time.monotonic() - started, 1e-9):.1f} tok/s")
             pending = failed
             if not pending:
                 break
@@ -227,13 +281,14 @@ def run_text(config, args) -> None:
         write_json_atomic(manifest_path, manifest)
         journal.remove()
 
-    if pipeline.caught:
-        log.info("text: %d duplicate snippet(s) caught and resampled", pipeline.caught)
+    if guard.caught:
+        log.info("text: %d duplicate snippet(s) caught and resampled", guard.caught)
     elapsed = time.monotonic() - started
-    tokens = sum(getattr(b, "tokens_generated", 0) for b in {id(b): b for b in backends.values()}.values())
+    total_tokens = tokens()
     resampled = sum(1 for i in todo if len(reasons[i]) and i not in pending)
     log.info("text: %d snippet(s) written in %.1fs (%d resampled, %d failed)%s", len(todo) - len(pending),
-             elapsed, resampled, len(pending), f", {tokens} tokens at {tokens / elapsed:.1f}/s" if tokens else "")
+             elapsed, resampled, len(pending),
+             f", {total_tokens} tokens at {total_tokens / elapsed:.1f}/s" if total_tokens else "")
     if pending:
         shown = "; ".join(f"ID {i}: {reasons[i][-1]}" for i in pending[:5])
         more = f" (and {len(pending) - 5} more)" if len(pending) > 5 else ""

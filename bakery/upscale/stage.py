@@ -23,9 +23,10 @@ from pathlib import Path
 from PIL import Image
 
 from bakery.errors import BakeryError, StageFailures
-from bakery.fsutil import atomic_open, remove_stale_temps, write_json_atomic
+from bakery.fsutil import atomic_open, remove_stale_temps, write_bytes_atomic, write_json_atomic
 from bakery.journal import JOURNAL_NAME, Journal, replay
 from bakery.progress import progress, spinner
+from bakery.scale.shard import image_ids
 from bakery.verify import record_file, verifies
 
 log = logging.getLogger("bakery.upscale")
@@ -177,24 +178,47 @@ def finish(stage: str, failures: dict[int, str], total: int, missing: dict[int, 
 
 def open_png(path: Path) -> Image.Image:
     """Decode fully now, so a truncated or corrupt file fails here with a clear message."""
+    return decode_png(read_source(path), path)
+
+
+def read_source(path: Path) -> bytes:
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise BakeryError(f"{path} is missing") from None
+
+
+def decode_png(data: bytes, name) -> Image.Image:
+    """PNG bytes (read here, or sent to a Ray worker) → a fully decoded image; `name` is the
+    source path the error names."""
+    import io
+
+    if data is None:
+        raise BakeryError(f"{name} is missing")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return img
     except DECODE_ERRORS as exc:
-        raise BakeryError(f"{path}: cannot decode PNG ({exc or type(exc).__name__})") from None
+        raise BakeryError(f"{name}: cannot decode PNG ({exc or type(exc).__name__})") from None
 
 
 # --- upscale --------------------------------------------------------------------------------
 
 
-def save_png(img: Image.Image, path: Path, icc: bytes | None) -> int:
+def encode_png(img: Image.Image, icc: bytes | None) -> bytes:
+    import io
+
     extra = {"icc_profile": icc} if icc else {}
-    with atomic_open(path) as fh:
-        img.save(fh, "PNG", compress_level=PNG_LEVEL, **extra)
-    return path.stat().st_size
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG", compress_level=PNG_LEVEL, **extra)
+    return buffer.getvalue()
+
+
+def save_png(img: Image.Image, path: Path, icc: bytes | None) -> int:
+    data = encode_png(img, icc)
+    write_bytes_atomic(path, data)
+    return len(data)
 
 
 def link_or_copy(src: Path, dst: Path) -> int:
@@ -223,21 +247,43 @@ class Upscaler:
             self.model = make_from_config(cfg, threads)
 
     def run(self, jobs: list[Job], on_saved=None) -> list[tuple[int, int | None, str | None]]:
-        """Upscale a batch; returns (id, output bytes or None, error or None) for each job.
+        """Upscale a batch of files; returns (id, output bytes or None, error or None) for each job.
         on_saved(job, size) is called as each output lands (in-process runs record it there)."""
         on_saved = on_saved or (lambda job, size: None)
-        results, loaded = [], []
+        results, sources = [], []
         for job in jobs:
-            try:
-                img = open_png(job.src)
-            except BakeryError as exc:
-                results.append((job.id, None, str(exc)))
-                continue
             if self.method == "none":
+                try:
+                    open_png(job.src)  # a broken source is reported, not linked
+                except BakeryError as exc:
+                    results.append((job.id, None, str(exc)))
+                    continue
                 results.append((job.id, link_or_copy(job.src, job.dst), None))
                 on_saved(job, results[-1][1])
+                continue
+            try:
+                sources.append((job.id, str(job.src), read_source(job.src)))
+            except BakeryError as exc:
+                results.append((job.id, None, str(exc)))
+        by_id = {job.id: job for job in jobs}
+        for image_id, data, error in self.compute(sources):
+            if error is None:
+                write_bytes_atomic(by_id[image_id].dst, data)
+                results.append((image_id, len(data), None))
+                on_saved(by_id[image_id], len(data))
             else:
-                loaded.append((job, img))
+                results.append((image_id, None, error))
+        return results
+
+    def compute(self, sources: list[tuple[int, str, bytes]]) -> list[tuple[int, bytes | None, str | None]]:
+        """(ID, source name, PNG bytes) → (ID, upscaled PNG bytes or None, error or None): the
+        part a Ray worker runs, with no file access (bakery/scale/stages.py)."""
+        results, loaded = [], []
+        for image_id, name, data in sources:
+            try:
+                loaded.append((image_id, decode_png(data, name)))
+            except BakeryError as exc:
+                results.append((image_id, None, str(exc)))
         if not loaded:
             return results
         if self.method == "waifu2x":
@@ -246,9 +292,8 @@ class Upscaler:
             from bakery.upscale.modes import lanczos_2x
 
             bigger = [lanczos_2x(img) for _, img in loaded]
-        for (job, img), out in zip(loaded, bigger):
-            results.append((job.id, save_png(out, job.dst, img.info.get("icc_profile")), None))
-            on_saved(job, results[-1][1])
+        for (image_id, img), out in zip(loaded, bigger):
+            results.append((image_id, encode_png(out, img.info.get("icc_profile")), None))
         return results
 
 
@@ -287,7 +332,7 @@ def run_upscale(config, args) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
     manifest = Manifest(out_dir / "manifest.json", cfg.settings(), "upscale")
-    ids = list(config.images.ids)
+    ids = image_ids(config, args)
     todo, done, missing = plan(ids, lambda i: raw_dir / f"example-{i}.png",
                                lambda i: out_dir / f"example-{i}.png", manifest)
     check_missing("upscale", missing, len(ids))
@@ -295,7 +340,15 @@ def run_upscale(config, args) -> None:
     log.info("upscale: %d images to do with %s, %d already done", len(todo), _describe(cfg), len(done))
     try:
         if todo:
-            _upscale_jobs(cfg, todo, manifest, failures, quiet=args.quiet)
+            from bakery.scale.executor import remote_executor
+
+            remote = remote_executor(config, args, "upscale", local_only=cfg.method == "none")
+            if remote is not None:
+                from bakery.scale.stages import upscale_remote
+
+                upscale_remote(remote, cfg, todo, manifest, failures, quiet=args.quiet)
+            else:
+                _upscale_jobs(cfg, todo, manifest, failures, quiet=args.quiet)
     finally:
         manifest.close()
     size_report("upscale", [out_dir / f"example-{i}.png" for i in ids], "upscaled PNGs")
@@ -365,16 +418,29 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
 # --- compress -------------------------------------------------------------------------------
 
 
-def compress_one(job: Job, jpeg_cfg, manifest: Manifest) -> tuple[int, int | None, str | None]:
-    from bakery.upscale.jpeg import write_jpeg
+def compress_bytes(image_id: int, name: str, data: bytes, jpeg_cfg) -> tuple[int, bytes | None, str | None]:
+    """(ID, source name, PNG bytes) → (ID, JPEG bytes or None, error or None): the part a Ray
+    worker runs, with no file access (bakery/scale/stages.py)."""
+    from bakery.upscale.jpeg import encode_jpeg
 
     try:
-        img = open_png(job.src)
+        img = decode_png(data, name)
+    except BakeryError as exc:
+        return image_id, None, str(exc)
+    return image_id, encode_jpeg(img, jpeg_cfg, Path(name).with_suffix(".jpg").name), None
+
+
+def compress_one(job: Job, jpeg_cfg, manifest: Manifest) -> tuple[int, int | None, str | None]:
+    try:
+        data = read_source(job.src)
     except BakeryError as exc:
         return job.id, None, str(exc)
-    size = write_jpeg(img, job.dst, jpeg_cfg)
-    manifest.record(job, size)  # in this worker thread, the moment the JPEG is in place
-    return job.id, size, None
+    _, jpeg, error = compress_bytes(job.id, str(job.src), data, jpeg_cfg)
+    if error:
+        return job.id, None, error
+    write_bytes_atomic(job.dst, jpeg)
+    manifest.record(job, len(jpeg))  # in this worker thread, the moment the JPEG is in place
+    return job.id, len(jpeg), None
 
 
 def run_compress(config, args) -> None:
@@ -383,14 +449,22 @@ def run_compress(config, args) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
     manifest = Manifest(config.build_dir / "compress" / "manifest.json", cfg.settings(), "compress")
-    ids = list(config.images.ids)
+    ids = image_ids(config, args)
     todo, done, missing = plan(ids, lambda i: src_dir / f"example-{i}.png",
                                lambda i: out_dir / f"example-{i}.jpg", manifest)
     check_missing("compress", missing, len(ids))
     failures: dict[int, str] = {}
     log.info("compress: %d images to encode (JPEG quality %d), %d already done", len(todo), cfg.quality, len(done))
+    from bakery.scale.executor import remote_executor
+
+    remote = remote_executor(config, args, "compress") if todo else None
     bar = progress(None, desc="compress", total=len(todo), unit="img", quiet=args.quiet)
     try:
+        if remote is not None:
+            from bakery.scale.stages import compress_remote
+
+            compress_remote(remote, cfg, todo, manifest, failures, bar)
+            todo = []
         # libjpeg-turbo and zlib run with the GIL released, so threads use every core
         with cf.ThreadPoolExecutor(cfg.workers or cpu_count()) as pool:
             for image_id, size, error in pool.map(lambda job: compress_one(job, cfg, manifest), todo):
