@@ -171,7 +171,7 @@ class GenerateWorker:
 
     def __init__(self, model_path: Path, sha256: str, bands, truncation_cutoff, quiet: bool = True):
         from bakery.images.checkpoints import check_band_classes, check_band_transforms, load_generator
-        from bakery.images.generator import Renderer, record_transform
+        from bakery.images.generator import Renderer
 
         with spinner(f"loading {model_path.name}", quiet=quiet):
             self.model = load_generator(model_path)
@@ -182,6 +182,8 @@ class GenerateWorker:
         self.renderer = Renderer(self.model.generator, truncation_cutoff)
 
     def render(self, ids: list[int], wanted: dict[int, dict]) -> np.ndarray:
+        from bakery.images.generator import record_transform
+
         out = self.renderer.render_seeds(ids, [wanted[i]["psi"] for i in ids], [wanted[i]["noise"] for i in ids],
                                          classes=[wanted[i].get("class") for i in ids],
                                          transforms=[record_transform(wanted[i]) for i in ids])
