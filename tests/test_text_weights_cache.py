@@ -161,3 +161,32 @@ max_repeat_fraction = 1.0
     main(["-q", "-c", str(config), "text"])
     (entry,) = entries(tmp_path / "models")
     assert verify_entry(entry) is None
+
+
+def test_shared_prompt_pass_equals_the_batched_one(tmp_path, tiny_gguf):
+    """Each distinct prompt computed once into a preallocated cache (prefill.py) gives the
+    tokens of one batched, left-padded prompt pass with transformers' own cache."""
+    from bakery.text.backends import prefill
+    from bakery.text.backends.transformers_backend import sample
+
+    llama = backend(tiny_gguf, None)
+    prompts = ["Plot:", "The summer festival hides a shrine", "Plot:", "Idol:", "Plot:"]
+    enc = llama.tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():  # the shared path applies to this model
+        assert prefill.shared_prefill(llama.model, enc.input_ids, enc.attention_mask, 4, "past_key_values", {})
+    for temperature in (0.0, 0.7):
+        stage = stage_for(tmp_path, tiny_gguf, temperature=temperature, max_new_tokens=20)
+
+        def run():
+            return sample(llama.model, enc.input_ids, enc.attention_mask,
+                          [torch.Generator().manual_seed(10 + i) for i in range(len(prompts))],
+                          stage, llama.stop_ids, llama.pad_id)
+
+        shared = run()
+        original = prefill.shared_prefill
+        prefill.shared_prefill = lambda *args: None  # the batched fallback
+        try:
+            batched = run()
+        finally:
+            prefill.shared_prefill = original
+        assert shared == batched and all(len(row) == 20 for row in shared)

@@ -210,30 +210,37 @@ def next_token(logits: torch.Tensor, history: torch.Tensor, generators: list[tor
     return torch.searchsorted(cdf, u).squeeze(1).clamp(max=logits.shape[-1] - 1)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all (no_grad still tracks versions)
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generators: list[torch.Generator],
            stage: StageConfig, stop_ids: torch.Tensor, pad_id: int, stop_check=None) -> list[list[int]]:
     """Autoregressive sampling with a KV cache; returns each row's new tokens up to its end.
 
-    Rows that reach end-of-text (or a stop string) leave the batch, cache included, so the
-    remaining rows do not pay for them."""
+    The prompt pass computes each distinct prompt once into a preallocated cache
+    (prefill.py); rows that reach end-of-text (or a stop string) leave the batch, cache
+    included, so the remaining rows do not pay for them."""
+    from bakery.text.backends.prefill import shared_prefill
+
     device = input_ids.device
     new = torch.full((input_ids.shape[0], stage.max_new_tokens), pad_id, dtype=torch.long, device=device)
     active = torch.arange(input_ids.shape[0], device=device)  # original row of each live row
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
     cache_kw, extra = forward_keywords(model)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
-                **extra)
+    first = shared_prefill(model, input_ids, attention_mask, stage.max_new_tokens, cache_kw, extra)
+    if first is None:  # a model without a plain transformers cache: one batched prompt pass
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                    **extra)
+        logits, past = out.logits[:, -1, :], returned_cache(out)
+    else:
+        logits, past = first
     for step in range(stage.max_new_tokens):
         live_generators = [generators[i] for i in active.tolist()]
-        token = next_token(out.logits[:, -1, :].float(), new[active, :step], live_generators, stage)
+        token = next_token(logits.float(), new[active, :step], live_generators, stage)
         new[active, step] = token
         ended = torch.isin(token, stop_ids)
         if stop_check is not None and step % STOP_STRING_CHECK_EVERY == STOP_STRING_CHECK_EVERY - 1:
             ended |= torch.tensor(stop_check(until_end(new[active, :step + 1], stop_ids)), device=device)
         if step == stage.max_new_tokens - 1 or bool(ended.all()):
             break
-        past = returned_cache(out)
         if bool(ended.any()):
             keep = (~ended).nonzero().squeeze(1)
             active, token = active[keep], token[keep]
@@ -244,6 +251,7 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
         positions = positions[:, -1:] + 1
         out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
                     use_cache=True, **{cache_kw: past}, **extra)
+        logits, past = out.logits[:, -1, :], returned_cache(out)
     return until_end(new, stop_ids)
 
 
