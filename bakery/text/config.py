@@ -1,6 +1,6 @@
 """The [text] section: which pipeline, which model per stage, how to sample and clean.
 
-    [text]                pipeline, max_attempts, model_cache
+    [text]                pipeline, max_attempts, model_cache, threads
     [text.generate]       the one stage of pipeline = "prompted"
     [text.synopsis]       stage 1 of pipeline = "two_stage" (title + synopsis)
     [text.episode]        stage 2 of pipeline = "two_stage" (the first episode's plot)
@@ -107,6 +107,7 @@ class TextConfig:
     openai: OpenAIConfig | None
     max_attempts: int
     model_cache: Path | None = None   # converted (GGUF) models are cached here; None: no cache
+    threads: int = 0                  # torch CPU threads for local models; 0: torch's default (all cores)
     all_stages: dict[str, StageConfig] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -276,6 +277,7 @@ def parse_text(t: Table) -> TextConfig:
         openai=openai,
         max_attempts=t.int("max_attempts", 4, min=1, max=100),
         model_cache=parse_model_cache(t),
+        threads=t.int("threads", 0, min=0, max=1024),
         all_stages=stages,
     )
     t.finish()

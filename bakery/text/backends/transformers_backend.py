@@ -68,8 +68,11 @@ def pick_device(wanted: str) -> torch.device:
 
 class TransformersBackend:
     def __init__(self, model: str | Path, device: str = "auto", where: str = "text", quiet: bool = True,
-                 cache_dir: Path | None = None):
-        """cache_dir: the model cache folder ([text] model_cache); None loads without it."""
+                 cache_dir: Path | None = None, threads: int = 0):
+        """cache_dir: the model cache folder ([text] model_cache); None loads without it.
+        threads: torch's intra-op CPU threads ([text] threads; 0 leaves torch's default)."""
+        if threads:
+            torch.set_num_threads(threads)
         self.device = pick_device(device)
         if model == EMBEDDED_MODEL:
             self.path = embedded_model_file()
