@@ -190,3 +190,10 @@ def test_shared_prompt_pass_equals_the_batched_one(tmp_path, tiny_gguf):
         finally:
             prefill.shared_prefill = original
         assert shared == batched and all(len(row) == 20 for row in shared)
+
+
+def test_threads_config(tmp_path):
+    assert load_config(write_project(tmp_path, "")).text.threads == max(1, (os.cpu_count() or 1) // 2)
+    assert load_config(write_project(tmp_path, "[text]\nthreads = 3\n")).text.threads == 3
+    with pytest.raises(ConfigError, match="text.threads"):
+        load_config(write_project(tmp_path, "[text]\nthreads = -1\n")).text

@@ -107,7 +107,7 @@ class TextConfig:
     openai: OpenAIConfig | None
     max_attempts: int
     model_cache: Path | None = None   # converted (GGUF) models are cached here; None: no cache
-    threads: int = 0                  # torch CPU threads for local models; 0: torch's default (all cores)
+    threads: int = 1                  # torch CPU threads for local models (resolved: never 0)
     all_stages: dict[str, StageConfig] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -246,6 +246,14 @@ def user_cache_dir(environ=os.environ) -> Path:
     return Path(base) / "bakery"
 
 
+def default_threads() -> int:
+    """Half the logical CPUs (llama.cpp's default: one per physical core where cores have two
+    hardware threads). torch's own default, every CPU, makes its OpenMP threads spin-wait
+    for each other: on a 2-core machine with anything else running, a batch-36 matrix
+    product took 10-20x longer with 2 threads than with 1 (docs/text.md, "Speed")."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 def parse_model_cache(t: Table) -> Path | None:
     """[text] model_cache: a folder, true (default: the user's cache folder) or false (none)."""
     value = t.raw("model_cache", True)
@@ -277,7 +285,7 @@ def parse_text(t: Table) -> TextConfig:
         openai=openai,
         max_attempts=t.int("max_attempts", 4, min=1, max=100),
         model_cache=parse_model_cache(t),
-        threads=t.int("threads", 0, min=0, max=1024),
+        threads=t.int("threads", 0, min=0, max=1024) or default_threads(),
         all_stages=stages,
     )
     t.finish()

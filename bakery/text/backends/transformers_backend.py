@@ -70,7 +70,7 @@ class TransformersBackend:
     def __init__(self, model: str | Path, device: str = "auto", where: str = "text", quiet: bool = True,
                  cache_dir: Path | None = None, threads: int = 0):
         """cache_dir: the model cache folder ([text] model_cache); None loads without it.
-        threads: torch's intra-op CPU threads ([text] threads; 0 leaves torch's default)."""
+        threads: torch's intra-op CPU threads ([text] threads; 0 leaves torch's setting as it is)."""
         if threads:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
