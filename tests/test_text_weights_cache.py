@@ -197,3 +197,21 @@ def test_threads_config(tmp_path):
     assert load_config(write_project(tmp_path, "[text]\nthreads = 3\n")).text.threads == 3
     with pytest.raises(ConfigError, match="text.threads"):
         load_config(write_project(tmp_path, "[text]\nthreads = -1\n")).text
+
+
+def test_two_writers_of_one_key_keep_the_first(tmp_path):
+    """Another process finishes the same entry while this one writes: its copy stays, ours goes."""
+    from bakery.text.weights_cache import write_entry
+
+    def save_as(text):
+        def save(folder):
+            (folder / "model.safetensors").write_text(text)
+        return save
+
+    def racing_save(folder):
+        write_entry(tmp_path, "key", save_as("theirs"), {})  # finishes first
+        save_as("ours")(folder)
+
+    final = write_entry(tmp_path, "key", racing_save, {})
+    assert (final / "model.safetensors").read_text() == "theirs" and verify_entry(final) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]
