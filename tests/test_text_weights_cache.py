@@ -173,7 +173,7 @@ def test_shared_prompt_pass_equals_the_batched_one(tmp_path, tiny_gguf):
     prompts = ["Plot:", "The summer festival hides a shrine", "Plot:", "Idol:", "Plot:"]
     enc = llama.tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.inference_mode():  # the shared path applies to this model
-        assert prefill.shared_prefill(llama.model, enc.input_ids, enc.attention_mask, 4, "past_key_values", {})
+        assert prefill.shared_prefill(llama.model, enc.input_ids, enc.attention_mask, 4, {})
     for temperature in (0.0, 0.7):
         stage = stage_for(tmp_path, tiny_gguf, temperature=temperature, max_new_tokens=20)
 

@@ -67,8 +67,7 @@ class PreallocatedLayer(DynamicLayer):
         raise NotImplementedError("the sampler never crops its cache")
 
 
-def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, room: int,
-                   cache_kw: str, extra: dict):
+def shared_prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, room: int, extra: dict):
     """(last-position logits per row, cache) for a left-padded batch, computing each distinct
     prompt once; None when the model's cache is not made of plain full-attention layers."""
     if not isinstance(model, PreTrainedModel):

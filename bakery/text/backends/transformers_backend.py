@@ -228,7 +228,7 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
     active = torch.arange(input_ids.shape[0], device=device)  # original row of each live row
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
     cache_kw, extra = forward_keywords(model)
-    first = shared_prefill(model, input_ids, attention_mask, stage.max_new_tokens, cache_kw, extra)
+    first = shared_prefill(model, input_ids, attention_mask, stage.max_new_tokens, extra)
     if first is None:  # a model without a plain transformers cache: one batched prompt pass
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
                     **extra)
