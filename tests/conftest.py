@@ -69,3 +69,14 @@ def browser():
         b = launch(p)
         yield b
         b.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def user_cache_in_tmp(tmp_path_factory):
+    """[text] model_cache defaults to the user's cache folder ($XDG_CACHE_HOME/bakery): point
+    it at a session temp folder, so tests (and the bakery processes they start) never write
+    to the real home, and the GGUF is converted once per session."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    yield
+    patch.undo()

