@@ -52,6 +52,18 @@ def test_sample_depends_on_seed_not_on_batch(tmp_path, tiny_model, backend):
     assert backend.generate([Request(prompts[0], 101)], stage) != [together[0]]  # the seed does
 
 
+def test_a_resample_draws_a_new_sample(tmp_path, tiny_model, backend):
+    from bakery.text.pipelines import sub_seed
+
+    stage = stage_for(tmp_path, tiny_model)
+    first, again, resample, stage2 = backend.generate(
+        [Request("Plot:", sub_seed(7, 0)), Request("Plot:", sub_seed(7, 0)), Request("Plot:", sub_seed(7, 1)),
+         Request("Plot:", sub_seed(7, 0, 1))], stage)
+    assert first == again
+    # torch's CPU generator drops a seed's bits above 32, which would make these equal to `first`
+    assert resample != first and stage2 != first and resample != stage2
+
+
 def test_sampling_settings_take_effect(tmp_path, tiny_model, backend):
     stage = stage_for(tmp_path, tiny_model)
     greedy = dataclasses.replace(stage, temperature=0.0)

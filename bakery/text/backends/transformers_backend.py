@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.metadata
 import inspect
 import io
@@ -166,7 +167,7 @@ class TransformersBackend:
         texts = [self.render(r.prompt, stage) for r in requests]
         # Chat templates carry their own special tokens; raw prompts get the tokenizer's usual ones.
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not stage.chat)
-        generators = [torch.Generator().manual_seed(r.seed) for r in requests]
+        generators = [seeded_generator(r.seed) for r in requests]
         stop_check = (lambda rows: [hit_stop(self._decode(r), stage.stop) for r in rows]) if stage.stop else None
         rows = sample(self.model, enc.input_ids.to(self.device), enc.attention_mask.to(self.device),
                       generators, stage, self.stop_ids, self.pad_id, stop_check)
@@ -175,6 +176,16 @@ class TransformersBackend:
 
     def _decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for one sub-seed. Torch's CPU generator (mt19937) keeps only the low 32
+    bits of its seed, so a resample (ID + attempt·2^32) would redraw the first sample exactly:
+    seeds of 2^32 and above are folded into 32 bits by a hash instead. Seeds below 2^32 (every
+    ID's first attempt) are used as they are, so first samples do not change."""
+    if seed >= 1 << 32:
+        seed = int.from_bytes(hashlib.blake2b(seed.to_bytes(8, "little"), digest_size=4).digest(), "little")
+    return torch.Generator().manual_seed(seed)
 
 
 def from_pretrained(where_from: Path, dtype: torch.dtype, extra: dict):
