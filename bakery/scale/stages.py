@@ -96,13 +96,14 @@ def generate_remote(remote, config, args, plan) -> None:
 @dataclass
 class UpscaleSpec:
     stage = "upscale"
-    settings: tuple  # Upscaler's arguments
+    settings: tuple  # Upscaler's arguments: (the [upscale] config, threads)
     num_cpus: float
 
     def load(self, folder: Path, shipped: dict):
         from bakery.upscale.stage import Upscaler
 
-        pin_threads(self.num_cpus, tensorflow=self.settings[0] == "waifu2x")
+        cfg = self.settings[0]
+        pin_threads(self.num_cpus, tensorflow=cfg.method == "waifu2x" and cfg.engine == "tensorflow")
         return Upscaler(*self.settings)
 
     def compute(self, upscaler, sources):
@@ -158,7 +159,7 @@ def upscale_remote(remote, cfg, todo, manifest, failures: dict, quiet: bool) -> 
     # Batches as a local run on a GPU forms them (upscale.batch_size), one image each on CPUs.
     per_call = upscale_plan(cfg, bool(remote.gpus), len(todo))[2]
     threads = threads_for(remote.cfg.num_cpus)
-    spec = UpscaleSpec((cfg.method, cfg.noise, cfg.tile_size, cfg.batch_size, threads), remote.cfg.num_cpus)
+    spec = UpscaleSpec((cfg, threads), remote.cfg.num_cpus)
     batches = [todo[i:i + per_call] for i in range(0, len(todo), per_call)]
     bar = progress(None, desc="upscale", total=len(todo), unit="img", quiet=quiet)
     try:
@@ -199,7 +200,8 @@ class TextSpec:
                 entries, was_file = shipped[key]
                 changes["model"] = unpack(entries, folder / f"model{n}", was_file)
             stages.append(dataclasses.replace(stage, **changes))
-        cfg = dataclasses.replace(self.cfg, stages=tuple(stages))
+        # torch's threads follow the actor's CPU share, not the driver's [text] threads
+        cfg = dataclasses.replace(self.cfg, stages=tuple(stages), threads=threads_for(self.num_cpus))
         backends = build_backends(cfg, quiet=True)
         return backends, make_pipeline_of(cfg, backends)
 
@@ -245,7 +247,7 @@ def identity_backends(cfg) -> dict:
     from bakery.text.backends.transformers_backend import TransformersBackend
 
     class Unloaded(TransformersBackend):
-        def _load(self, quiet):
+        def _load(self, quiet, cache_dir=None):
             return SimpleNamespace(pad_token_id=None), None
 
         def _stop_token_ids(self):
