@@ -46,7 +46,8 @@ def main() -> None:
         return from_pretrained(path.parent, torch.float32, {"gguf_file": path.name})
 
     print(f"model: {path.name}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    bakery()  # the first load in a process also pays imports: not timed, for either side
+    with contextlib.redirect_stderr(io.StringIO()):  # transformers' own progress bars
+        bakery()  # the first load in a process also pays imports: not timed, for either side
     times: dict[str, list[float]] = {"plain": [], "bakery": []}
     models = {}
     for _ in range(args.rounds):
