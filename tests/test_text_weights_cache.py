@@ -215,3 +215,76 @@ def test_two_writers_of_one_key_keep_the_first(tmp_path):
     final = write_entry(tmp_path, "key", racing_save, {})
     assert (final / "model.safetensors").read_text() == "theirs" and verify_entry(final) is None
     assert [p.name for p in tmp_path.iterdir()] == ["key"]
+
+
+def plain_transformers_load(gguf_path: Path):
+    """transformers' own GGUF loader, untouched: the reference for parse_once()."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True,
+                                                 dtype=torch.float32)
+    return tokenizer, model
+
+
+def assert_same_load(ours, plain):
+    (tok_a, model_a), (tok_b, model_b) = ours, plain
+    a, b = model_a.state_dict(), model_b.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
+    assert model_a.config.to_dict() == model_b.config.to_dict()
+    assert tok_a.backend_tokenizer.to_str() == tok_b.backend_tokenizer.to_str()
+    assert tok_a.chat_template == tok_b.chat_template and tok_a.special_tokens_map == tok_b.special_tokens_map
+
+
+def test_gguf_parsed_once_gives_transformers_own_result(tmp_path, tiny_gguf, monkeypatch):
+    """One GGUFReader for config, tokenizer and weights: every tensor, the config, the tokenizer
+    and the snippets equal those of transformers' plain loader."""
+    import gguf
+
+    from bakery.text.backends.transformers_backend import from_pretrained
+
+    built, original_reader, original_map = [], gguf.GGUFReader, gguf.get_tensor_name_map
+
+    class CountingReader(original_reader):
+        def __init__(self, *args, **kwargs):
+            built.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    plain = plain_transformers_load(tiny_gguf)
+    plain_readers = len(built)
+    built.clear()
+    ours = from_pretrained(tiny_gguf.parent, torch.float32, {"gguf_file": tiny_gguf.name})
+    assert plain_readers > 1 and len(built) == 1  # the file is parsed once instead
+    assert gguf.GGUFReader is CountingReader and gguf.get_tensor_name_map is original_map  # restored
+    assert_same_load(ours, plain)
+    stage = stage_for(tmp_path, tiny_gguf, batch_size=2)
+    requests = [Request("Plot:", 5), Request("The summer festival hides a shrine", 6)]
+    llama = backend(tiny_gguf, None)
+    want = llama.generate(requests, stage)
+    pad_token = llama.tokenizer.pad_token
+    llama.tokenizer, llama.model = plain  # the same backend on transformers' plain load
+    llama.tokenizer.padding_side, llama.tokenizer.pad_token = "left", pad_token
+    assert llama.generate(requests, stage) == want
+
+
+def test_gguf_parse_once_restores_gguf_after_an_error(tmp_path):
+    import gguf
+
+    from bakery.text.gguf_once import parse_once
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with pytest.raises(RuntimeError), parse_once():
+        raise RuntimeError("conversion failed")
+    assert gguf.GGUFReader is reader and gguf.get_tensor_name_map is name_map
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_parsed_once_equals_transformers_loader():
+    from bakery.text.backends.transformers_backend import embedded_model_file, from_pretrained
+
+    path = embedded_model_file()
+    ours = from_pretrained(path.parent, torch.float32, {"gguf_file": path.name})
+    assert_same_load(ours, plain_transformers_load(path))

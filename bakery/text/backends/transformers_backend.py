@@ -192,9 +192,14 @@ def from_pretrained(where_from: Path, dtype: torch.dtype, extra: dict):
     """Tokenizer and model from local files only, never trusting code that comes with them."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True, trust_remote_code=False, **extra)
-    model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True, trust_remote_code=False,
-                                                 dtype=dtype, **extra)
+    from bakery.text.gguf_once import parse_once
+
+    # A GGUF file is parsed once for config, tokenizer and weights, not once for each.
+    with parse_once() if "gguf_file" in extra else contextlib.nullcontext():
+        tokenizer = AutoTokenizer.from_pretrained(where_from, local_files_only=True, trust_remote_code=False,
+                                                  **extra)
+        model = AutoModelForCausalLM.from_pretrained(where_from, local_files_only=True, trust_remote_code=False,
+                                                     dtype=dtype, **extra)
     return tokenizer, model
 
 
