@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", type=Path, metavar="DIR", help="the shard folders, all N of them")
     p = add("site", "render public/index.html with CSS/JS and publish complete ID pairs", action_runner("site"))
     p.add_argument("--allow-empty", action="store_true", help="write the pages even with no pairs to publish")
-    p = add("figures", "contact sheet and truncation sweep of the configured model (or of --model, "
+    p = add("figures", "contact sheet, truncation sweep and style-mixing figure of the configured model (or of --model, "
             "no project needed)", action_runner("figures"))
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: build/figures; with --model: figures)")
