@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", type=Path, metavar="DIR", help="the shard folders, all N of them")
     p = add("site", "render public/index.html with CSS/JS and publish complete ID pairs", action_runner("site"))
     p.add_argument("--allow-empty", action="store_true", help="write the pages even with no pairs to publish")
-    p = add("figures", "contact sheet and truncation sweep of the configured model (or of --model, "
+    p = add("figures", "contact sheet, truncation sweep and style-mixing figure of the configured model (or of --model, "
             "no project needed)", action_runner("figures"))
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: build/figures; with --model: figures)")
@@ -237,12 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
             action_runner("mirror-config"))
     p.add_argument("--module", default=None, help="rsync module name (default: deploy.mirror.module)")
     p.add_argument("--out", type=Path, default=None, help="where to write it (default: build/rsyncd.conf)")
-    p.add_argument("--snippets-tarball", action="store_true", help="also write public/snippets.tar.gz")
+    p.add_argument("--snippets-tarball", action="store_true", help="also write public/snippets.tar.gz (the page's download links "
+                        "list it from the next `bakery site`)")
     return parser
 
 
-def add_image_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=None, help="override images.batch_size")
+def add_image_options(p: argparse.ArgumentParser, help_text: str = "override images.batch_size") -> None:
+    p.add_argument("--batch-size", type=int, default=None, help=help_text)
 
 
 def add_scale_options(p: argparse.ArgumentParser, image_batches: bool = False) -> None:
@@ -256,11 +257,13 @@ def add_scale_options(p: argparse.ArgumentParser, image_batches: bool = False) -
                    help="run the batches on a Ray cluster (default address: ray.init()'s: $RAY_ADDRESS, "
                         "else a local cluster); needs pip install 'bakery[ray]'")
     if image_batches:  # a shard's upscale and compress take the IDs its generate rendered
-        add_image_options(p)
+        add_image_options(p, "the images batch size (images.batch_size) that decides which IDs a --shard "
+                             "owns: give the shard's generate value; the upscale tile batch is "
+                             "upscale.batch_size")
 
 
 def add_text_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-batch-size", type=int, default=None, help="override text.batch_size")
+    p.add_argument("--text-batch-size", type=int, default=None, help="override batch_size of every [text.<stage>] table for this run")
 
 
 NOISE_CHOICES = ("const", "seeded", "random")

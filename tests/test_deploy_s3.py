@@ -406,3 +406,33 @@ def test_listing_shows_a_spinner_on_a_terminal_and_nothing_when_quiet(project, m
         deploy_s3(config, quiet=False)
     assert f"s3: listing s3://{project['bucket']}/ 0 s" in drawn[0]
     assert "s3: upload" in drawn[0]
+
+
+def test_aws_endpoint_url_from_the_environment_is_used_and_keys_the_state(project, monkeypatch, calls):
+    """No endpoint_url in site.toml: boto3's AWS_ENDPOINT_URL decides where the files go, and
+    the deploy state is kept for that endpoint, so a state made against one store is never
+    trusted for another."""
+    config, toml = project["make"]()
+    text = toml.read_text()
+    toml.write_text("\n".join(line for line in text.splitlines() if not line.startswith("endpoint_url")))
+    endpoint = project["client"].meta.endpoint_url
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    files = fill_public(project["public"], 3)
+    assert main(["-q", "-c", str(toml), "deploy", "s3"]) == 0
+    assert remote_tree(project["client"], project["bucket"]) == files
+    assert json.loads(state_path(config.build_dir).read_text())["target"].startswith(endpoint)
+
+    calls.clear()
+    assert main(["-q", "-c", str(toml), "deploy", "s3", "--trust-state"]) == 0
+    assert ops(calls, "ListObjectsV2") == []  # same endpoint: the complete state is trusted
+
+    # Another endpoint (a second moto server: in one process it shares the first one's store,
+    # which is fine here: what matters is that the state is not trusted, so the bucket is listed).
+    other, other_url = start_moto()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", other_url)
+        calls.clear()
+        assert main(["-q", "-c", str(toml), "deploy", "s3", "--trust-state"]) == 0
+        assert len(ops(calls, "ListObjectsV2")) == 1
+    finally:
+        other.stop()

@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 from bakery.deploy.files import ALWAYS_EXCLUDED, cache_control, content_type, matches_any, scan_tree
 from bakery.deploy.s3list import Remote, list_remote
@@ -81,6 +82,18 @@ def make_client(s3cfg):
                     response_checksum_validation="when_required",
                     connect_timeout=10, read_timeout=120)
     return boto.client("s3", endpoint_url=s3cfg.endpoint_url, config=config)
+
+
+def resolved_endpoint(s3cfg, client) -> str | None:
+    """The endpoint the client really talks to: `endpoint_url`, else what boto3 took from
+    AWS_ENDPOINT_URL(_S3) or the profile, so a deploy state made against one store is never
+    trusted for another. AWS itself stays None (the id older state files carry)."""
+    if s3cfg.endpoint_url:
+        return s3cfg.endpoint_url
+    url = getattr(getattr(client, "meta", None), "endpoint_url", None)
+    if not url or urlsplit(url).hostname.endswith(".amazonaws.com"):
+        return None
+    return url
 
 
 def describe_error(exc: Exception) -> tuple[str, str]:
@@ -214,7 +227,7 @@ class Runner:
         self.complete_on_disk = state.complete
         self.quiet = quiet
         self.path = state_path(config.build_dir)
-        self.target = target_id(self.s3cfg.endpoint_url, self.s3cfg.bucket, self.s3cfg.prefix)
+        self.target = target_id(resolved_endpoint(self.s3cfg, client), self.s3cfg.bucket, self.s3cfg.prefix)
         self.outcome = Outcome()
         self.last_save = time.monotonic()
         self.dirty = False
@@ -438,7 +451,7 @@ def deploy_s3(config, dry_run: bool = False, delete: bool | None = None, max_del
     t0 = time.monotonic()
     client = make_client(s3cfg)
     path = state_path(config.build_dir)
-    state = load_state(path, target_id(s3cfg.endpoint_url, s3cfg.bucket, s3cfg.prefix))
+    state = load_state(path, target_id(resolved_endpoint(s3cfg, client), s3cfg.bucket, s3cfg.prefix))
     plan, _ = plan_deploy(config, client, state, quiet, trust_state or s3cfg.trust_state)
     resolve_verifications(client, s3cfg, plan, quiet)
     if dry_run:
