@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scale_options(p)
     add_quick_generate_options(p)
     p = add("upscale", "upscale build/raw PNGs 2x (waifu2x/lanczos) into build/upscaled; "
-            "with --in/--out, any folder of images with waifu2x", action_runner("upscale"))
+            "with -i/-o, any image or folder of images with waifu2x", action_runner("upscale"))
     add_quick_upscale_options(p)
     add_scale_options(p, image_batches=True)
     p = add("compress", "JPEG-compress upscaled images into public/example-{ID}.jpg", action_runner("compress"))
@@ -289,11 +289,17 @@ def add_class_option(p, help_text: str) -> None:
 
 
 def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
-    q = p.add_argument_group("any folder of images (waifu2x-ncnn-vulkan's -i/-o/-n/-s)")
-    q.add_argument("-i", "--in", dest="input", type=Path, default=None, help="folder of images (png, jpg, webp...)")
-    q.add_argument("-o", "--out", dest="output", type=Path, default=None, help="folder for the upscaled PNGs")
+    q = p.add_argument_group("any image or folder of images (waifu2x-ncnn-vulkan's -i/-o/-n/-s/-f/-t)")
+    q.add_argument("-i", "--in", dest="input", type=Path, default=None,
+                   help="an image, or a folder of images (png, jpg, webp...)")
+    q.add_argument("-o", "--out", dest="output", type=Path, default=None,
+                   help="the output image (its extension is its format), or the folder for the outputs")
     q.add_argument("-n", "--noise", default=None, help="denoise level -1 (none), 0, 1, 2, 3 (default: 0)")
     q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8... (repeated 2x passes; default: 2)")
+    q.add_argument("-f", "--format", choices=("png", "jpg", "webp"), default=None,
+                   help="output format of a folder's images (default: png; one file's comes from -o's name)")
+    q.add_argument("-t", "--tile-size", type=int, default=None, metavar="PX",
+                   help="tile size in pixels, 0 = auto (512); same result at any size, smaller uses less memory")
     q.add_argument("--engine", choices=("ncnn", "tensorflow"), default=None,
                    help="waifu2x engine (default: ncnn; see docs/upscale.md)")
 
@@ -324,9 +330,9 @@ def quick_path(args):
         return lambda: action("video")(None, args)
     if command == "upscale":
         if args.input is None and args.output is None:
-            if args.noise is not None or args.scale is not None or args.engine is not None:
-                raise BakeryError("-n/-s/--engine need --in and --out (the project's upscale.noise and "
-                                  "upscale.engine are set in site.toml)")
+            if any(value is not None for value in (args.noise, args.scale, args.format, args.tile_size, args.engine)):
+                raise BakeryError("-n/-s/-f/-t/--engine need --in and --out (the project's upscale.noise, "
+                                  "upscale.tile_size and upscale.engine are set in site.toml)")
             return None
         if args.input is None or args.output is None:
             raise BakeryError("upscale needs both --in and --out (or neither, for the project's build/raw)")

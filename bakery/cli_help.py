@@ -6,7 +6,7 @@ from __future__ import annotations
 # Commands in pipeline order, as `bakery --help` lists them, each with its one line.
 PIPELINE = [
     ("generate", "StyleGAN seeds × psi bands → build/raw/example-{ID}.png (or any .pkl with --model)"),
-    ("upscale", "waifu2x 2x: build/raw → build/upscaled (or any folder with --in/--out)"),
+    ("upscale", "waifu2x 2x: build/raw → build/upscaled (or any image or folder with -i/-o)"),
     ("compress", "JPEG: build/upscaled → public/example-{ID}.jpg"),
     ("text", "language-model snippets → build/text/snippet-{ID}.txt"),
     ("site", "publish complete pairs and render public/index.html"),
@@ -46,7 +46,8 @@ EXAMPLES = {
                  "bakery generate --model ffhq.pkl --seeds 100-199 --noise seeded --out faces",
                  "bakery generate                  # the [[images.bands]] of content/site.toml"],
     "upscale": ["bakery upscale --in faces --out faces-2x          # any folder of images",
-                "bakery upscale -i faces -o faces-4x -n 1 -s 4",
+                "bakery upscale -i face.jpg -o face-2x.webp -n -1   # one file; its name gives the format",
+                "bakery upscale -i faces -o faces-4x -n 1 -s 4 -f jpg -t 256",
                 "bakery upscale                   # build/raw → build/upscaled, per [upscale]"],
     "compress": ["bakery compress                  # build/upscaled → public/*.jpg at [jpeg] quality",
                  "bakery -q compress"],
