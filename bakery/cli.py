@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", type=Path, metavar="DIR", help="the shard folders, all N of them")
     p = add("site", "render public/index.html with CSS/JS and publish complete ID pairs", action_runner("site"))
     p.add_argument("--allow-empty", action="store_true", help="write the pages even with no pairs to publish")
-    p = add("figures", "contact sheet and truncation sweep of the configured model (or of --model, "
-            "no project needed)", action_runner("figures"))
+    p = add("figures", "contact sheet, truncation sweep and style-mixing grid of the configured model (or of "
+            "--model, no project needed)", action_runner("figures"))
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: build/figures; with --model: figures)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the figures (default: 0)")
@@ -207,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_class_option(p, "the class of every image, for a class-conditional model (default: the first "
                         "band's `class`; with --model required by such a model)")
     add_image_options(p)
+    m = p.add_argument_group("style-mixing.png (NVIDIA's style_mixing.py)")
+    m.add_argument("--rows", default=None, metavar="SEEDS",
+                   help='seeds of the rows, whose W the cells keep, e.g. "85,100,75,458,1500" (default: --seed … +3)')
+    m.add_argument("--cols", default=None, metavar="SEEDS",
+                   help='seeds of the columns, which give the --styles rows, e.g. "55,821,1789" '
+                        "(default: --seed+4 … +8)")
+    m.add_argument("--styles", default=None, metavar="W_ROWS",
+                   help='W rows taken from the column seeds, e.g. 0-6 (NVIDIA\'s default) or "0,2,4" (default: '
+                        "0-3, the coarse styles)")
     p = add("video", "latent-walk grid, style-mixing or circular-interpolation video as H.264 MP4 "
             "(of the project's model, or of --model, no project needed)", action_runner("video"))
     from bakery.video.stage import add_video_arguments
