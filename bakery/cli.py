@@ -222,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_video_arguments(p)
     p = add("serve", "preview public/ on a local HTTP server", action_runner("serve"))
+    p.add_argument("--watch", action="store_true",
+                   help="rebuild the site whenever content/, templates/ or static/ change (as `hugo server`)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
     p = add("deploy", "publish public/ to the configured targets", run_deploy)
