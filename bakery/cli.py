@@ -306,7 +306,7 @@ def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
     q.add_argument("-o", "--out", dest="output", type=Path, default=None,
                    help="the output image (its extension is its format), or the folder for the outputs")
     q.add_argument("-n", "--noise", default=None, help="denoise level -1 (none), 0, 1, 2, 3 (default: 0)")
-    q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8... (repeated 2x passes; default: 2)")
+    q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8, 16 or 32 (repeated 2x passes; default: 2)")
     q.add_argument("-f", "--format", choices=("png", "jpg", "webp"), default=None,
                    help="output format of a folder's images (default: png; one file's comes from -o's name)")
     q.add_argument("-t", "--tile-size", type=int, default=None, metavar="PX",

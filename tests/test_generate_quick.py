@@ -183,6 +183,8 @@ def test_upscale_any_folder(tmp_path, capsys):
     (["-i", "src"], "upscale needs both --in and --out"),
     (["-i", "src", "-o", "out", "-n", "5"], "-n/--noise: must be -1 (none), 0, 1, 2 or 3"),
     (["-i", "src", "-o", "out", "-s", "3"], "-s/--scale: must be 2, 4, 8"),
+    (["-i", "src", "-o", "out", "-s", str(2**40)], f"-s/--scale: must be 2, 4, 8, 16 or 32 (waifu2x enlarges 2x "
+                                                   f"per pass), got {2**40}"),
     (["-i", "src", "-o", "src"], "--out must differ from --in"),
     (["-i", "empty", "-o", "out"], "--in: empty holds no images"),
     (["--engine", "tensorflow"], "-n/-s/-f/-t/--engine need --in and --out"),

@@ -47,11 +47,13 @@ def noise_level(value: str) -> str:
         raise BakeryError(f"-n/--noise: must be -1 (none), 0, 1, 2 or 3, got {value!r}") from None
 
 
+MAX_SCALE = 32  # waifu2x-ncnn-vulkan's largest -s; one 512 px face becomes 16384 px
+
+
 def passes_for(scale: int) -> int:
     """-s 2 → one 2x pass, 4 → two, 8 → three."""
-    if scale < 2 or scale & (scale - 1):
-        raise BakeryError(f"-s/--scale: must be 2, 4, 8 or another power of two (waifu2x enlarges 2x "
-                          f"per pass), got {scale}")
+    if scale < 2 or scale > MAX_SCALE or scale & (scale - 1):
+        raise BakeryError(f"-s/--scale: must be 2, 4, 8, 16 or 32 (waifu2x enlarges 2x per pass), got {scale}")
     return scale.bit_length() - 1
 
 
