@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scale_options(p)
     add_quick_generate_options(p)
     p = add("upscale", "upscale build/raw PNGs 2x (waifu2x/lanczos) into build/upscaled; "
-            "with --in/--out, any folder of images with waifu2x", action_runner("upscale"))
+            "with -i/-o, any image or folder of images with waifu2x", action_runner("upscale"))
     add_quick_upscale_options(p)
     add_scale_options(p, image_batches=True)
     p = add("compress", "JPEG-compress upscaled images into public/example-{ID}.jpg", action_runner("compress"))
@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shards", nargs="+", type=Path, metavar="DIR", help="the shard folders, all N of them")
     p = add("site", "render public/index.html with CSS/JS and publish complete ID pairs", action_runner("site"))
     p.add_argument("--allow-empty", action="store_true", help="write the pages even with no pairs to publish")
-    p = add("figures", "contact sheet, truncation sweep and style-mixing figure of the configured model (or of --model, "
-            "no project needed)", action_runner("figures"))
+    p = add("figures", "contact sheet, truncation sweep and style-mixing grid of the configured model (or of "
+            "--model, no project needed)", action_runner("figures"))
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: build/figures; with --model: figures)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the figures (default: 0)")
@@ -207,12 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_class_option(p, "the class of every image, for a class-conditional model (default: the first "
                         "band's `class`; with --model required by such a model)")
     add_image_options(p)
+    m = p.add_argument_group("style-mixing.png (NVIDIA's style_mixing.py)")
+    m.add_argument("--rows", default=None, metavar="SEEDS",
+                   help='seeds of the rows, whose W the cells keep, e.g. "85,100,75,458,1500" (default: --seed … +3)')
+    m.add_argument("--cols", default=None, metavar="SEEDS",
+                   help='seeds of the columns, which give the --styles rows, e.g. "55,821,1789" '
+                        "(default: --seed+4 … +8)")
+    m.add_argument("--styles", default=None, metavar="W_ROWS",
+                   help='W rows taken from the column seeds, e.g. 0-6 (NVIDIA\'s default) or "0,2,4" (default: '
+                        "0-3, the coarse styles)")
     p = add("video", "latent-walk grid, style-mixing or circular-interpolation video as H.264 MP4 "
             "(of the project's model, or of --model, no project needed)", action_runner("video"))
     from bakery.video.stage import add_video_arguments
 
     add_video_arguments(p)
     p = add("serve", "preview public/ on a local HTTP server", action_runner("serve"))
+    p.add_argument("--watch", action="store_true",
+                   help="rebuild the site whenever content/, templates/ or static/ change (as `hugo server`)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
     p = add("deploy", "publish public/ to the configured targets", run_deploy)
@@ -292,11 +303,17 @@ def add_class_option(p, help_text: str) -> None:
 
 
 def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
-    q = p.add_argument_group("any folder of images (waifu2x-ncnn-vulkan's -i/-o/-n/-s)")
-    q.add_argument("-i", "--in", dest="input", type=Path, default=None, help="folder of images (png, jpg, webp...)")
-    q.add_argument("-o", "--out", dest="output", type=Path, default=None, help="folder for the upscaled PNGs")
+    q = p.add_argument_group("any image or folder of images (waifu2x-ncnn-vulkan's -i/-o/-n/-s/-f/-t)")
+    q.add_argument("-i", "--in", dest="input", type=Path, default=None,
+                   help="an image, or a folder of images (png, jpg, webp...)")
+    q.add_argument("-o", "--out", dest="output", type=Path, default=None,
+                   help="the output image (its extension is its format), or the folder for the outputs")
     q.add_argument("-n", "--noise", default=None, help="denoise level -1 (none), 0, 1, 2, 3 (default: 0)")
-    q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8... (repeated 2x passes; default: 2)")
+    q.add_argument("-s", "--scale", type=int, default=None, help="2, 4, 8, 16 or 32 (repeated 2x passes; default: 2)")
+    q.add_argument("-f", "--format", choices=("png", "jpg", "webp"), default=None,
+                   help="output format of a folder's images (default: png; one file's comes from -o's name)")
+    q.add_argument("-t", "--tile-size", type=int, default=None, metavar="PX",
+                   help="tile size in pixels, 0 = auto (512); same result at any size, smaller uses less memory")
     q.add_argument("--engine", choices=("ncnn", "tensorflow"), default=None,
                    help="waifu2x engine (default: ncnn; see docs/upscale.md)")
 
@@ -327,9 +344,9 @@ def quick_path(args):
         return lambda: action("video")(None, args)
     if command == "upscale":
         if args.input is None and args.output is None:
-            if args.noise is not None or args.scale is not None or args.engine is not None:
-                raise BakeryError("-n/-s/--engine need --in and --out (the project's upscale.noise and "
-                                  "upscale.engine are set in site.toml)")
+            if any(value is not None for value in (args.noise, args.scale, args.format, args.tile_size, args.engine)):
+                raise BakeryError("-n/-s/-f/-t/--engine need --in and --out (the project's upscale.noise, "
+                                  "upscale.tile_size and upscale.engine are set in site.toml)")
             return None
         if args.input is None or args.output is None:
             raise BakeryError("upscale needs both --in and --out (or neither, for the project's build/raw)")

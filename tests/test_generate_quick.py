@@ -179,24 +179,103 @@ def test_upscale_any_folder(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["-i", "nowhere", "-o", "out"], "--in: folder not found: nowhere"),
+    (["-i", "nowhere", "-o", "out"], "--in: file or folder not found: nowhere"),
     (["-i", "src"], "upscale needs both --in and --out"),
     (["-i", "src", "-o", "out", "-n", "5"], "-n/--noise: must be -1 (none), 0, 1, 2 or 3"),
     (["-i", "src", "-o", "out", "-s", "3"], "-s/--scale: must be 2, 4, 8"),
+    (["-i", "src", "-o", "out", "-s", str(2**40)], f"-s/--scale: must be 2, 4, 8, 16 or 32 (waifu2x enlarges 2x "
+                                                   f"per pass), got {2**40}"),
     (["-i", "src", "-o", "src"], "--out must differ from --in"),
     (["-i", "empty", "-o", "out"], "--in: empty holds no images"),
-    (["--engine", "tensorflow"], "-n/-s/--engine need --in and --out"),
+    (["--engine", "tensorflow"], "-n/-s/-f/-t/--engine need --in and --out"),
+    (["-t", "64"], "-n/-s/-f/-t/--engine need --in and --out"),
+    (["-f", "webp"], "-n/-s/-f/-t/--engine need --in and --out"),
+    (["-i", "src", "-o", "out", "-t", "8"], "-t/--tile-size: must be 0 (auto) or 16-4096 pixels, got 8"),
+    (["-i", "src", "-o", "out", "-t", "-1"], "-t/--tile-size: must be 0 (auto) or 16-4096 pixels, got -1"),
+    (["-i", "src/a.png", "-o", "out.bmp"], "-o out.bmp: name the output .png, .jpg or .webp"),
+    (["-i", "src/a.png", "-o", "out.png", "-f", "jpg"], "-o out.png: the name says png but -f says jpg"),
+    (["-i", "src/a.png", "-o", "src"], "-o src: is a folder, but -i src/a.png is one file"),
+    (["-i", "src/a.png", "-o", "src/a.png"], "--out must differ from --in (src/a.png)"),
+    (["-i", "src/notes.txt", "-o", "out.png"], "src/notes.txt: cannot decode the image"),
 ])
 def test_upscale_folder_errors(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "src").mkdir()
     (tmp_path / "empty").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "src" / "a.png")
+    (tmp_path / "src" / "notes.txt").write_text("not an image")
     assert main(["upscale"] + argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("bakery: error:") and "\n" not in err and message in err
-    assert not (tmp_path / "out").exists()
-    assert sorted(os.listdir(tmp_path / "src")) == ["a.png"]
+    assert sorted(os.listdir(tmp_path)) == ["empty", "src"]  # nothing written anywhere
+    assert sorted(os.listdir(tmp_path / "src")) == ["a.png", "notes.txt"]
+
+
+def test_upscale_one_file_in_each_format(tmp_path, capsys):
+    """-i a.png -o b.png as waifu2x-ncnn-vulkan: the output's name gives its format, no manifest."""
+    from bakery.upscale.waifu2x import make_waifu2x
+
+    src = tmp_path / "a.png"
+    rng = np.random.default_rng(3)
+    rgba = np.dstack([rng.integers(0, 255, (14, 18, 3), np.uint8), np.full((14, 18), 200, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src)
+    assert main(["upscale", "-i", str(src), "-o", str(tmp_path / "out" / "b.png")]) == 0
+    assert "upscale: wrote " in capsys.readouterr().err
+    expected = np.asarray(make_waifu2x("ncnn", "0").upscale_images([Image.open(src)])[0])  # -n 0: the default
+    png = np.asarray(Image.open(tmp_path / "out" / "b.png"))
+    assert png.shape == (28, 36, 4)
+    np.testing.assert_array_equal(png, expected)
+    assert sorted(os.listdir(tmp_path / "out")) == ["b.png"]  # one file: no manifest beside it
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(tmp_path / "b.webp"), "-f", "webp"]) == 0
+    with Image.open(tmp_path / "b.webp") as webp:
+        assert webp.format == "WEBP"
+        np.testing.assert_array_equal(np.asarray(webp), expected)  # lossless, alpha kept
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(tmp_path / "b.JPEG")]) == 0
+    with Image.open(tmp_path / "b.JPEG") as jpg:
+        assert jpg.format == "JPEG" and jpg.mode == "RGB" and jpg.size == (36, 28)
+        over_white = (expected[..., :3] * (200 / 255) + 255 * (55 / 255)).astype(int)
+        assert np.abs(np.asarray(jpg).astype(int) - over_white).mean() < 6  # noise is JPEG's worst case
+
+
+def test_upscale_tile_size_gives_the_untiled_result(tmp_path, monkeypatch):
+    """-t is waifu2x-ncnn-vulkan's tile size (0 = auto): it reaches the engine and changes nothing."""
+    import bakery.upscale.waifu2x as waifu2x
+    from tests.test_waifu2x import assert_uint8_close
+
+    tiles = []
+    real = waifu2x.make_waifu2x
+
+    def spy(engine, noise, **kwargs):
+        tiles.append(kwargs["tile_size"])
+        return real(engine, noise, **kwargs)
+
+    monkeypatch.setattr(waifu2x, "make_waifu2x", spy)
+    src = tmp_path / "in"
+    src.mkdir()
+    picture = np.asarray(Image.open(FIXTURES / "waifu2x" / "test_96x80.png").convert("RGB"))
+    Image.fromarray(picture).save(src / "face.png")
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(tmp_path / "auto"), "-n", "-1", "-t", "0"]) == 0
+    assert main(["-q", "upscale", "-i", str(src / "face.png"), "-o", str(tmp_path / "t16.png"), "-n", "-1",
+                 "-t", "16"]) == 0
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(tmp_path / "t37"), "-n", "-1", "-t", "37"]) == 0
+    assert tiles == [512, 16, 37]
+    whole = np.asarray(Image.open(tmp_path / "auto" / "face.png"))
+    for tiled in (tmp_path / "t16.png", tmp_path / "t37" / "face.png"):
+        assert_uint8_close(np.asarray(Image.open(tiled)), whole)
+
+
+def test_upscale_folder_in_another_format_resumes(tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "up"
+    src.mkdir()
+    rng = np.random.default_rng(4)
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(rng.integers(0, 255, (10, 12, 3), np.uint8)).save(src / name)
+    assert main(["-q", "upscale", "-i", str(src), "-o", str(dst), "-f", "webp"]) == 0
+    assert sorted(p.name for p in dst.iterdir() if not p.name.startswith(".")) == ["a.webp", "b.webp"]
+    assert json.loads((dst / ".bakery-upscale.json").read_text())["settings"]["format"] == "webp"
+    before = (dst / "a.webp").stat().st_mtime_ns
+    assert main(["upscale", "-i", str(src), "-o", str(dst), "-f", "webp"]) == 0
+    assert "0 of 2 image(s)" in capsys.readouterr().err and (dst / "a.webp").stat().st_mtime_ns == before
 
 
 # --- --class for class-conditional checkpoints ------------------------------------------------
