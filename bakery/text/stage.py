@@ -129,14 +129,34 @@ def settings(cfg: TextConfig, backends: dict, root: Path | None = None) -> dict:
                       "clean": dataclasses.asdict(cfg.clean)}, root)
 
 
+NOT_SHAPING = ("batch_size", "device")  # rows are sampled independently, on any device
+
+
+def by_content(stage: dict) -> dict:
+    """A stage's settings with its model and prompt identified by content, not location: a
+    model whose files are hashed is those files wherever they live (the same venv reached
+    through a symlink, or recreated, puts the embedded model at another site-packages path;
+    a package upgrade that ships the same file renames it), and a prompt is its sha256."""
+    stage = {k: v for k, v in stage.items() if k not in NOT_SHAPING}
+    hashes = stage.get("sha256")
+    if isinstance(hashes, dict) and hashes:
+        for where in ("model", "path", "name"):
+            stage.pop(where, None)
+        # A folder's files by name (config.json, weights); a single file by content alone.
+        stage["sha256"] = hashes if len(hashes) > 1 else sorted(hashes.values())
+    if stage.get("prompt_sha256"):
+        stage.pop("prompt", None)
+    return stage
+
+
 def text_shaping(settings_entry: dict) -> list:
-    """The settings minus what cannot change the text (batch size and device: rows are
-    sampled independently)."""
+    """The settings minus what cannot change the text: batch size, device, and where the
+    model and prompt are found (bakery/text/stage.py by_content). Manifests written before
+    the location rule compare equal when only a location differs: theirs hold the same keys."""
     settings_entry = canonical(settings_entry)  # tuples and lists compare equal
     if not isinstance(settings_entry, dict):  # a damaged manifest: unknown settings
         return [settings_entry]
-    stages = [{k: v for k, v in s.items() if k not in ("batch_size", "device")}
-              for s in settings_entry.get("stages", []) if isinstance(s, dict)]
+    stages = [by_content(s) for s in settings_entry.get("stages", []) if isinstance(s, dict)]
     return [settings_entry.get("pipeline"), stages, settings_entry.get("clean")]
 
 
