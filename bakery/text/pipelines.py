@@ -83,8 +83,8 @@ class Prompted:
         requests = [Request(fill(self.template, id=i), s) for (i, _), s in zip(items, seeds)]
         completions = self.backend.generate(requests, self.stage)
         outcomes = []
-        for (i, _), seed, completion in zip(items, seeds, completions):
-            cleaned = clean(join_prefix(self.stage.prefix, completion), self.rules)
+        for (i, _), seed, request, completion in zip(items, seeds, requests, completions):
+            cleaned = clean(join_prefix(self.stage.prefix, completion), self.rules, request.prompt, self.stage.prefix)
             if cleaned.ok and len(cleaned.text) < self.stage.min_chars:
                 cleaned = Cleaned(None, f"too short ({len(cleaned.text)} < {self.stage.min_chars} characters)")
             outcomes.append(Outcome(i, cleaned, (seed,)))
@@ -116,26 +116,26 @@ class TwoStage:
         self.episode_template = read_prompt(self.episode_stage.prompt)
         self.rules = cfg.clean
 
-    def synopsis(self, completion: str) -> tuple[str, str] | Cleaned:
+    def synopsis(self, completion: str, prompt: str = "") -> tuple[str, str] | Cleaned:
         parsed = split_title_synopsis(completion)
         if parsed is None:
             return Cleaned(None, "synopsis: not a TITLE|SYNOPSIS line")
         title, text = parsed
         # No ellipsis room here: the synopsis is a middle part, so its length is checked as is.
-        checked = clean(text, replace(stage_rules(self.rules, self.synopsis_stage), max_chars=10 ** 6))
+        checked = clean(text, replace(stage_rules(self.rules, self.synopsis_stage), max_chars=10 ** 6), prompt,
+                        self.synopsis_stage.prefix)
         if not checked.ok:
             return Cleaned(None, f"synopsis: {checked.reason}")
         return title, checked.text
 
     def run(self, items: list[tuple[int, int]]) -> list[Outcome]:
         seeds1 = [sub_seed(i, a, 0) for i, a in items]
-        completions = self.synopsis_backend.generate(
-            [Request(fill(self.synopsis_template, id=i), s) for (i, _), s in zip(items, seeds1)],
-            self.synopsis_stage)
+        first_requests = [Request(fill(self.synopsis_template, id=i), s) for (i, _), s in zip(items, seeds1)]
+        completions = self.synopsis_backend.generate(first_requests, self.synopsis_stage)
         outcomes: dict[int, Outcome] = {}
         passed: list[tuple[int, int, str, str]] = []
-        for (i, a), seed, completion in zip(items, seeds1, completions):
-            result = self.synopsis(completion)
+        for (i, a), seed, request, completion in zip(items, seeds1, first_requests, completions):
+            result = self.synopsis(completion, request.prompt)
             if isinstance(result, Cleaned):
                 outcomes[i] = Outcome(i, result, (seed,))
             else:
@@ -147,8 +147,11 @@ class TwoStage:
         first_seed = dict(zip((i for i, _ in items), seeds1))
         for (i, _, title, synopsis), seed, completion in zip(passed, seeds2, episodes):
             seeds = (first_seed[i], seed)
+            # An echo of the episode prompt's own words; the synopsis it continues is material, not echo.
+            instructions = fill(self.episode_template, id=i, title="", synopsis="", header="")
             episode = clean(join_prefix(self.episode_stage.prefix, completion),
-                            replace(stage_rules(self.rules, self.episode_stage), max_chars=10 ** 6))
+                            replace(stage_rules(self.rules, self.episode_stage), max_chars=10 ** 6),
+                            instructions, self.episode_stage.prefix)
             if not episode.ok:
                 outcomes[i] = Outcome(i, Cleaned(None, f"episode: {episode.reason}"), seeds)
                 continue
