@@ -18,8 +18,10 @@ class Scripted:
     def __init__(self, answers: dict[int, str], default: str = ""):
         self.answers, self.default, self.seen = answers, default, []
 
-    def generate(self, requests, stage):
+    def generate(self, requests, stage, progress=None):
         self.seen += [(r.prompt, r.seed, stage.name) for r in requests]
+        for _ in requests if progress is not None else ():
+            progress(1.0)
         return [self.answers.get(r.seed, self.default) for r in requests]
 
 
@@ -68,6 +70,17 @@ def test_two_stage_formats_title_and_episode(tmp_path):
     retry = pipeline.run([(4, 1)])
     assert retry[0].ok and retry[0].cleaned.text.startswith("_Steel Gale_: ")
     assert retry[0].seeds == (sub_seed(4, 1, 0), sub_seed(4, 1, 1))
+
+
+def test_two_stage_reports_half_an_item_per_stage(tmp_path):
+    cfg = two_stage_config(tmp_path)
+    synopsis = Scripted({1: f"Lanterns|{SYNOPSIS}", 2: "Too Short|Nope.", 3: f"Gale|{SYNOPSIS}"})
+    episode = Scripted({}, default=f" {EPISODE}")
+    calls = []
+    outcomes = TwoStage(cfg, {"synopsis": synopsis, "episode": episode}).run([(1, 0), (2, 0), (3, 0)], calls.append)
+    assert [o.ok for o in outcomes] == [True, False, True]
+    # 3 synopses (half each), ID 2's episode that never runs (its half at once), 2 episodes.
+    assert calls == [0.5, 0.5, 0.5, 0.5, 0.5, 0.5] and sum(calls) == 3
 
 
 def test_two_stage_rejects_short_episode(tmp_path):

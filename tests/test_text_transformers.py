@@ -116,6 +116,15 @@ def test_stop_strings_end_the_output(tmp_path, tiny_model, backend):
     assert letter not in cut and free.lstrip().startswith(cut)
 
 
+def test_progress_is_reported_per_decode_step_and_adds_up_to_the_requests(tmp_path, tiny_model, backend):
+    stage = stage_for(tmp_path, tiny_model, batch_size=3, max_new_tokens=24)
+    calls = []
+    backend.generate([Request("Plot:", seed) for seed in range(5)], stage, calls.append)
+    assert sum(calls) == pytest.approx(5.0)  # 5 requests' worth, whenever each row ended
+    assert len(calls) >= 2 * 2 and all(c > 0 for c in calls)  # steps of both sub-batches (3 + 2 rows)
+    assert calls[0] == pytest.approx(3 / 24)  # the first step: one token of each of 3 rows
+
+
 def test_bakery_text_writes_resumes_and_records(tmp_path, tiny_model):
     config = write_project(tmp_path, tiny_toml(tiny_model), seeds="0-4")
     assert main(["-q", "-c", str(config), "text"]) == 0

@@ -12,6 +12,9 @@ two_stage  [text.synopsis] writes a "TITLE|SYNOPSIS" line (the original finetune
 
 Prompt templates may use {id}; the episode prompt also {title}, {synopsis} and {header}
 (= `_Title_: synopsis`). Other braces are left as they are.
+
+`run(items, progress)` reports its work through `progress` as the backends do (in items;
+the calls of one run add up to len(items)): the two stages count half an item each.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bakery.errors import BakeryError
-from bakery.text.backends import Backend, Request
+from bakery.text.backends import Backend, Progress, Request
 from bakery.text.clean import Cleaned, CleanRules, clean, normalize
 from bakery.text.config import StageConfig, TextConfig
 
@@ -78,10 +81,10 @@ class Prompted:
         self.template = read_prompt(self.stage.prompt)
         self.rules = cfg.clean
 
-    def run(self, items: list[tuple[int, int]]) -> list[Outcome]:
+    def run(self, items: list[tuple[int, int]], progress: Progress | None = None) -> list[Outcome]:
         seeds = [sub_seed(i, attempt) for i, attempt in items]
         requests = [Request(fill(self.template, id=i), s) for (i, _), s in zip(items, seeds)]
-        completions = self.backend.generate(requests, self.stage)
+        completions = self.backend.generate(requests, self.stage, progress)
         outcomes = []
         for (i, _), seed, request, completion in zip(items, seeds, requests, completions):
             cleaned = clean(join_prefix(self.stage.prefix, completion), self.rules, request.prompt, self.stage.prefix)
@@ -128,10 +131,11 @@ class TwoStage:
             return Cleaned(None, f"synopsis: {checked.reason}")
         return title, checked.text
 
-    def run(self, items: list[tuple[int, int]]) -> list[Outcome]:
+    def run(self, items: list[tuple[int, int]], progress: Progress | None = None) -> list[Outcome]:
+        half = (lambda work: progress(work / 2)) if progress is not None else None
         seeds1 = [sub_seed(i, a, 0) for i, a in items]
         first_requests = [Request(fill(self.synopsis_template, id=i), s) for (i, _), s in zip(items, seeds1)]
-        completions = self.synopsis_backend.generate(first_requests, self.synopsis_stage)
+        completions = self.synopsis_backend.generate(first_requests, self.synopsis_stage, half)
         outcomes: dict[int, Outcome] = {}
         passed: list[tuple[int, int, str, str]] = []
         for (i, a), seed, request, completion in zip(items, seeds1, first_requests, completions):
@@ -140,10 +144,12 @@ class TwoStage:
                 outcomes[i] = Outcome(i, result, (seed,))
             else:
                 passed.append((i, a, *result))
+        if half is not None and len(passed) < len(items):
+            half(len(items) - len(passed))  # rejected at the synopsis: no episode to wait for
         seeds2 = [sub_seed(i, a, 1) for i, a, _, _ in passed]
         requests = [Request(fill(self.episode_template, id=i, title=t, synopsis=s, header=f"_{t}_: {s}"), seed)
                     for (i, _, t, s), seed in zip(passed, seeds2)]
-        episodes = self.episode_backend.generate(requests, self.episode_stage) if requests else []
+        episodes = self.episode_backend.generate(requests, self.episode_stage, half) if requests else []
         first_seed = dict(zip((i for i, _ in items), seeds1))
         for (i, _, title, synopsis), seed, completion in zip(passed, seeds2, episodes):
             seeds = (first_seed[i], seed)

@@ -27,7 +27,7 @@ from pathlib import Path
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import remove_stale_temps, write_json_atomic, write_text_atomic
 from bakery.journal import JOURNAL_NAME, Journal, replay
-from bakery.progress import progress
+from bakery.progress import ItemProgress
 from bakery.text.canonical import canonical
 from bakery.text.config import StageConfig, TextConfig
 from bakery.text.dedup import guard_duplicates
@@ -210,9 +210,11 @@ def plan_text(config, args) -> TextPlan:
     return TextPlan(cfg, out_dir, ids, manifest_path, previous, recorded, todo)
 
 
-def local_rounds(pipeline):
-    """Batches of one attempt → each batch's outcomes, computed here, one batch at a time."""
-    return lambda batches, attempt: (pipeline.run([(i, attempt) for i in batch]) for batch in batches)
+def local_rounds(pipeline, meter: ItemProgress | None = None):
+    """Batches of one attempt → each batch's outcomes, computed here, one batch at a time; the
+    work inside a batch (decode steps, API answers) moves `meter` as it goes."""
+    advance = meter.advance if meter is not None else None
+    return lambda batches, attempt: (pipeline.run([(i, attempt) for i in batch], advance) for batch in batches)
 
 
 def tokens_of(backends: dict) -> int:
@@ -233,6 +235,7 @@ def run_text(config, args) -> None:
     from bakery.scale.executor import remote_executor
 
     started = time.monotonic()
+    meter = ItemProgress("text", len(todo), unit="snippet", quiet=args.quiet)
     remote = remote_executor(config, args, "text", local_only=any(s.backend == "openai" for s in cfg.stages))
     if remote is not None:
         from bakery.scale.stages import text_remote
@@ -240,12 +243,12 @@ def run_text(config, args) -> None:
         backends, rounds, tokens = text_remote(remote, cfg, args)
     else:
         backends = build_backends(cfg, quiet=getattr(args, "verbosity", 0) <= 0)  # HF's own bars only with -v
-        rounds, tokens = local_rounds(make_pipeline_of(cfg, backends)), lambda: tokens_of(backends)
+        rounds, tokens = local_rounds(make_pipeline_of(cfg, backends), meter), lambda: tokens_of(backends)
     if getattr(args, "shard", None) is not None:
         from bakery.scale.stages import text_shard
 
         return text_shard(config, args, plan, settings(cfg, backends, config.root), rounds)
-    write_rounds(config, args, plan, settings(cfg, backends, config.root), rounds, tokens, started)
+    write_rounds(config, args, plan, settings(cfg, backends, config.root), rounds, tokens, started, meter)
 
 
 def make_pipeline_of(cfg: TextConfig, backends: dict):
@@ -254,10 +257,12 @@ def make_pipeline_of(cfg: TextConfig, backends: dict):
     return make_pipeline(cfg, backends)
 
 
-def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, started: float) -> None:
+def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, started: float,
+                 meter: ItemProgress | None = None) -> None:
     """Attempt after attempt over what is left: `rounds(batches, attempt)` yields each batch's
     outcomes in order (computed here, on Ray workers, or read back from shards); duplicates
-    are checked here, in that order, and every snippet is written and recorded here."""
+    are checked here, in that order, and every snippet is written and recorded here.
+    `meter` shows the progress (the one local rounds report their work inside a batch to)."""
     cfg, out_dir, ids, todo = plan.cfg, plan.out_dir, plan.ids, plan.todo
     manifest_path, previous, recorded = plan.manifest_path, plan.previous, plan.recorded
     done_ids = set(ids) - set(todo)
@@ -275,10 +280,13 @@ def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, st
 
     reasons: dict[int, list[str]] = {i: [] for i in todo}
     pending = todo
-    with progress(None, "text", total=len(todo), unit="snippet", quiet=args.quiet) as bar:
+    meter = meter or ItemProgress("text", len(todo), unit="snippet", quiet=args.quiet)
+    with meter:
         for attempt in range(cfg.max_attempts):
             failed = []
+            last_attempt = attempt == cfg.max_attempts - 1
             for outcomes in rounds(list(chunks(pending, plan.chunk_size)), attempt):
+                written = 0
                 for outcome in guard.check(outcomes):
                     i = outcome.snippet_id
                     if outcome.ok:
@@ -288,13 +296,15 @@ def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, st
                                                         "chars": len(outcome.cleaned.text),
                                                         "rejected": reasons[i], **record_of(text.encode("utf-8"))}
                         journal.add(i, manifest["snippets"][str(i)])
-                        bar.update(1)  # per finished snippet, not per batch
+                        written += 1
                     else:
                         log.debug("text: ID %d attempt %d rejected: %s", i, attempt + 1, outcome.cleaned.reason)
                         reasons[i].append(outcome.cleaned.reason)
                         failed.append(i)
                 write_json_atomic(manifest_path, manifest)
-                bar.set_postfix_str(f"{tokens() / max(time.monotonic() - started, 1e-9):.1f} tok/s")
+                # Rejected ones are sampled again (unless this was the last attempt): more work.
+                meter.settle(len(outcomes), written, 0 if last_attempt else len(outcomes) - written)
+                meter.set_postfix_str(f"{tokens() / max(time.monotonic() - started, 1e-9):.1f} tok/s")
             pending = failed
             if not pending:
                 break
