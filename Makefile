@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= content/site.toml
 PORT   ?= 8000
 
-.PHONY: bake serve deploy test bench clean install images text site figures
+.PHONY: bake serve deploy test bench clean distclean install images text site figures
 
 bake: $(STAMP)
 	$(BIN)/bakery -c $(CONFIG) bake
@@ -36,5 +36,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# The current generation's outputs; archived generations (build/archive/vN, public/vN, made
+# by `bakery archive vN`) are kept. distclean deletes those too. Both honour $(CONFIG)'s
+# build_dir/public_dir, and refuse while a bake of the project runs.
 clean:
-	rm -rf build public
+	$(BAKERY_OR_SAY) -c $(CONFIG) clean
+
+distclean:
+	$(BAKERY_OR_SAY) -c $(CONFIG) clean --archives
+
+BAKERY_OR_SAY = @test -x $(BIN)/bakery || { echo "make: $(BIN)/bakery not found: run make install first (nothing removed)" >&2; exit 1; }; $(BIN)/bakery

@@ -34,6 +34,7 @@ ACTIONS = {
     "archive": "bakery.deploy.archive:run_archive",
     "mirror-config": "bakery.deploy.rsync:run_mirror_config",
     "merge": "bakery.scale.merge:run_merge",
+    "clean": "bakery.cleanup:run_clean",
 }
 
 
@@ -43,7 +44,7 @@ SECTIONS = {
     "generate": ["images"], "upscale": ["images", "upscale"], "compress": ["images", "jpeg"],
     "images": ["images", "upscale", "jpeg"], "text": ["images", "text"], "site": ["site", "images"],
     "figures": ["images"], "video": ["images"], "serve": [], "deploy": ["deploy"], "archive": ["images"],
-    "mirror-config": ["deploy"], "bake": None, "merge": ["images", "upscale", "jpeg", "text"],
+    "mirror-config": ["deploy"], "bake": None, "merge": ["images", "upscale", "jpeg", "text"], "clean": [],
 }
 
 # The folders each command writes, checked before any work (a read-only or missing-permission
@@ -250,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="where to write it (default: build/rsyncd.conf)")
     p.add_argument("--snippets-tarball", action="store_true", help="also write public/snippets.tar.gz (the page's download links "
                         "list it from the next `bakery site`)")
+    p = add("clean", "remove the current generation's outputs from build/ and public/; archived "
+            "generations (build/archive/NAME/, public/NAME/) are kept", action_runner("clean"))
+    p.add_argument("--archives", action="store_true",
+                   help="also delete the archived generations (build/archive/, public/NAME/)")
     return parser
 
 

@@ -23,6 +23,7 @@ TOOLS = [
     ("video", "latent-walk grid, coarse/fine style mixing or circular interpolation → H.264 MP4"),
     ("archive", "move the current generation into public/NAME/ before a new bake"),
     ("mirror-config", "an rsyncd.conf module serving public/ read-only"),
+    ("clean", "remove build/ and public/ outputs, keeping archived generations (--archives: those too)"),
 ]
 
 DOCS = {
@@ -31,7 +32,7 @@ DOCS = {
     "upscale": "docs/upscale.md", "compress": "docs/upscale.md", "text": "docs/text.md",
     "site": "docs/config.md", "serve": "README.md", "bake": "README.md",
     "deploy": "docs/deploy.md", "archive": "docs/deploy.md", "mirror-config": "docs/deploy.md",
-    "merge": "docs/scale-out.md",
+    "merge": "docs/scale-out.md", "clean": "docs/deploy.md",
 }
 
 EXAMPLES = {
@@ -74,6 +75,8 @@ EXAMPLES = {
     "archive": ["bakery archive v1               # public/example-* → public/v1/"],
     "mirror-config": ["bakery mirror-config --module waifus --out /etc/rsyncd.d/waifus.conf",
                       "bakery mirror-config --snippets-tarball"],
+    "clean": ["bakery clean                     # what `make clean` runs: archives stay",
+              "bakery clean --archives          # what `make distclean` runs: archives too"],
 }
 
 

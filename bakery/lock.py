@@ -25,10 +25,10 @@ from bakery.errors import BakeryError
 log = logging.getLogger("bakery")
 
 LOCK_NAME = "bakery.lock"
-# Commands that write into build/ or public/, or publish them; serve and figures only read
+# Commands that write into (or clean) build/ or public/, or publish them; serve and figures only read
 # (figures writes its sheets atomically and may run beside a bake).
 LOCKED_COMMANDS = frozenset({"bake", "images", "generate", "upscale", "compress", "text", "site",
-                             "deploy", "archive", "mirror-config", "merge"})
+                             "deploy", "archive", "mirror-config", "merge", "clean"})
 
 
 class LockHeld(BakeryError):
@@ -87,8 +87,9 @@ def project_lock(build_dir: Path, command: str, wait: bool = False) -> Iterator[
         yield
     finally:
         # A run that failed before writing anything (say, a missing model) leaves no build/.
-        if created and [p.name for p in build_dir.iterdir()] == [LOCK_NAME]:
-            with contextlib.suppress(OSError):
+        # (`bakery clean` may have removed both already.)
+        with contextlib.suppress(OSError):
+            if created and [p.name for p in build_dir.iterdir()] == [LOCK_NAME]:
                 path.unlink()
                 build_dir.rmdir()
         os.close(fd)

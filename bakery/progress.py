@@ -88,3 +88,65 @@ class Spinner:
 def spinner(desc: str, quiet: bool = False, delay: float = 0.5) -> Spinner:
     """`with spinner("loading model", quiet=args.quiet) as s: ...`; then s.elapsed (seconds)."""
     return Spinner(desc, quiet=quiet, delay=delay)
+
+
+class _ItemBar(tqdm):
+    """A tqdm bar whose position is work (fractions of items) but whose count is items done."""
+
+    def __init__(self, *args, goal: int = 0, **kwargs):
+        self.done, self.goal = 0, goal  # before tqdm draws the first frame
+        super().__init__(*args, **kwargs)
+
+    @property
+    def format_dict(self):
+        return {**super().format_dict, "done": self.done, "goal": self.goal}
+
+
+class ItemProgress:
+    """Progress over items that finish in batches, with the work inside a batch shown as it goes.
+
+    A batch of 36 snippets that all finish after 25 s would otherwise leave the bar at 0/36
+    for 25 s and then report one step's rate. Whoever does the work reports it as it goes
+    through `advance` (in items: 0.25 = a quarter of one item), from any thread: the bar
+    moves within the batch and its rate is per item. When the batch's items come back,
+    `settle` counts them: the bar's position becomes exact (a batch that reported nothing,
+    say one computed elsewhere, moves it all at once) and `again` items that must be redone
+    (a resample) add their work to the total. The count shown is items done of `total`.
+    The bar is drawn from `__enter__` on (not while a model loads), on stderr, hidden with -q.
+    """
+
+    BAR_FORMAT = "{l_bar}{bar}| {done}/{goal} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+    def __init__(self, desc: str, total: int, unit: str = "it", quiet: bool = False):
+        self.desc, self.total, self.unit, self.quiet = desc, total, unit, quiet
+        self.bar: _ItemBar | None = None
+        self.in_flight = 0.0  # work reported on the items not yet settled
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> "ItemProgress":
+        self.bar = _ItemBar(total=self.total, goal=self.total, desc=self.desc, unit=self.unit, file=sys.stderr,
+                            dynamic_ncols=True, leave=False, disable=self.quiet or self.total == 0,
+                            bar_format=self.BAR_FORMAT)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    def advance(self, work: float) -> None:
+        with self.lock:
+            if self.bar is None:
+                return
+            self.in_flight += work
+            self.bar.update(work)
+
+    def settle(self, items: int, done: int, again: int = 0) -> None:
+        """A batch of `items` came back: `done` of them finished, `again` must be redone."""
+        with self.lock:
+            self.bar.total += again
+            self.bar.update(max(items - self.in_flight, 0.0))
+            self.in_flight = 0.0
+            self.bar.done += done
+            self.bar.refresh()
+
+    def set_postfix_str(self, text: str) -> None:
+        self.bar.set_postfix_str(text)

@@ -1,6 +1,9 @@
 """The cleaning rules, one at a time, then together."""
 
-from bakery.text.clean import (CleanRules, cap_length, clean, cut_at_end_marker, finish_sentence,
+from dataclasses import replace
+from pathlib import Path
+
+from bakery.text.clean import (CleanRules, cap_length, clean, content_ngrams, cut_at_end_marker, finish_sentence,
                                drop_unmatched_quote, is_degenerate, looks_like_form, normalize,
                                promote_title, rejected_word, repeat_fraction, split_title, strip_markdown,
                                strip_source_tails)
@@ -158,3 +161,94 @@ def test_title_line_in_angle_brackets_or_after_an_unmatched_quote_is_promoted():
     assert clean(f"<<The Unseen City>>\n\n{story}", CleanRules()).text.startswith("_The Unseen City_: Lena")
     assert clean(f"«Night Bloom»\n{story}", CleanRules()).text.startswith("_Night Bloom_: Lena")
     assert clean(f'"Manga-Piranha: The End\n\n{story}', CleanRules()).text.startswith("_Manga-Piranha: The End_: Lena")
+
+
+# --- rule 8: prompt echo --------------------------------------------------------------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "content"
+# Snippets of the shipped bake (seeds 0-143, the shipped prompt and model) that passed every
+# other rule: the first three echo the prompt's framing ("a magazine's guide to this season's
+# premieres"), the others are what the page is for.
+ECHOES = {
+    1: "This season's premieres are: The Siren (2019) - A magical girl anime about a sorceress who goes "
+       "on a journey to protect her village.",
+    2: "For a new season's premiere, I'd like to create a series of entries that blend the elements of this "
+       "magical girl in anime with an anime twist. In the first episode, I'd introduce my main character, a "
+       "young and beautiful dragon named Akuma, who is known for her incredible strength and agility.",
+    3: "_The Lost City of Lost Tales_: In the grand tapestry, where shadows unfold, lies a city shrouded in "
+       "mystery. A place where magic is woven into every thread, and the fate of the land hangs by an invisible "
+       "rope. It's here, in this magazine guide to a new summer season’s premieres, that a brave soul might "
+       "find their way to the hidden treasure.",
+}
+STORIES = [
+    "The first episode of a new anime series features a magical girl who discovers her home world and must "
+    "navigate the challenges of growing up in a dystopian future. As she explores the shadows, a group of "
+    "mecha pilots try to escape their confinement by jumping into a spaceship.",
+    "A summer festival in the year 2057 at a bustling anime club was about to change everything. One of the "
+    "members of this club, a group called the Apathy Collective, had been planning their next big adventure "
+    "for months prior.",
+    "The air is thick with the smell of smoke and desperation. Her name was Akira Kaneshima, a symbol of hope "
+    "in a world where the lines between reality and fantasy blur. The first episode of this season focuses "
+    "on a small town in Tokyo that's been transformed into a dystopian nightmare.",
+    "The first episode of the anime series, Manga-Piranaha, follows a young girl named Tetsuya Nakamura as "
+    "she embarks on a perilous journey. The main character, a cadet at a space colony, faces numerous "
+    "challenges that test her courage.",
+]
+
+
+def shipped_rules_and_prompt() -> tuple[CleanRules, str]:
+    from bakery.config import load_config
+
+    cfg = load_config(SHIPPED / "site.toml").text
+    return replace(cfg.clean, min_chars=40), cfg.stages[0].prompt.read_text(encoding="utf-8")
+
+
+def test_snippets_echoing_the_shipped_prompt_are_rejected():
+    rules, prompt = shipped_rules_and_prompt()
+    for snippet_id, text in ECHOES.items():
+        result = clean(text, rules, prompt)
+        assert not result.ok and result.reason.startswith("echoes the prompt: repeats"), snippet_id
+        assert "'season premiere'" in result.reason
+    assert "'magazine guide'" in clean(ECHOES[3], rules, prompt).reason
+
+
+def test_stories_on_the_shipped_prompt_pass():
+    rules, prompt = shipped_rules_and_prompt()
+    for text in STORIES:
+        assert clean(text, rules, prompt).ok, text
+    assert clean(ECHOES[2], rules).ok  # no prompt given: the rule does not apply
+
+
+def test_content_ngrams_fold_case_possessives_plurals_and_stop_at_punctuation():
+    assert content_ngrams("A Magazine's Guide to this Season’s PREMIERES.", 2) == {
+        ("magazine", "guide"), ("season", "premiere")}
+    assert content_ngrams("the main character, a young pilot; entries - cats", 2) == {
+        ("main", "character"), ("young", "pilot")}
+    assert content_ngrams("series of stories", 1) == {("series",), ("story",)}
+
+
+def test_a_verbatim_echo_is_rejected_by_the_default_rules():
+    rules = CleanRules(min_chars=40)  # no echo_allow: only a snippet repeating much of the prompt fails
+    prompt = (SHIPPED / "prompts/plot.txt").read_text(encoding="utf-8")
+    echo = ("Write the entry for a new anime series in a magazine's guide to this season's premieres. "
+            "Give the main character a name, describe the world they live in and the trouble that begins in "
+            "the first episode. One paragraph of flowing prose.")
+    assert clean(echo, rules, prompt).reason.startswith("echoes the prompt")
+    assert all(clean(text, rules, prompt).ok for text in STORIES)
+
+
+def test_echo_threshold_allow_list_prefix_and_off_switch():
+    prompt = "Plot summary of a haunted lighthouse keeper. In the first episode of this anime,"
+    text = "In the first episode, the haunted lighthouse keeper finds a letter from his drowned brother."
+    strict = CleanRules(min_chars=20, max_echo=0)
+    assert clean(text, strict, prompt).reason == (
+        "echoes the prompt: repeats 'first episode', 'haunted lighthouse', 'lighthouse keeper' "
+        "(3 of its 2-word phrases; max_echo = 0)")
+    assert clean(text, replace(strict, max_echo=3), prompt).ok
+    # The stage prefix is the snippet's own start, and echo_allow names what it is meant to repeat.
+    allowed = replace(strict, echo_allow=("haunted lighthouse keeper",))
+    assert clean(text, allowed, prompt, prefix="In the first episode,").ok
+    assert not clean(text, allowed, prompt).ok
+    assert clean(text, replace(strict, echo_ngram=0), prompt).ok
+    assert clean(text, replace(strict, echo_ngram=3), prompt).reason.startswith(
+        "echoes the prompt: repeats 'haunted lighthouse keeper' (1 of its 3-word phrases")

@@ -175,6 +175,22 @@ def test_ids_outside_the_bands_are_not_published(project, capsys):
     assert sorted(p.name for p in config.public_dir.glob("snippet-*")) == ["snippet-0.txt", "snippet-5.txt"]
 
 
+def test_unverified_pairs_are_not_also_counted_outside_the_bands(project, capsys):
+    from bakery.verify import record_file
+
+    config = load_config(project)  # bands 0-3 and 4-5
+    make_pairs(config, ids=[0, 1, 2, 6])  # 6 left the bands; 1 and 2 are not what `text` recorded
+    text = config.build_dir / "text"
+    (text / "manifest.json").write_text(json.dumps({"snippets": {"0": record_file(text / "snippet-0.txt"),
+                                                                 "6": record_file(text / "snippet-6.txt")}}))
+    report = build_site(config, quiet=True)
+    assert (report.published, report.outside_bands, report.unverified) == (1, 1, 2)
+    assert main(["-c", str(project), "site"]) == 0
+    err = capsys.readouterr().err
+    assert "2 pair(s) not published: the image or snippet is not what its stage wrote" in err
+    assert "1 pair(s) outside the configured bands" in err
+
+
 def test_only_canonical_names_are_published(project):
     config = load_config(project)
     make_pairs(config, ids=[1, 2])

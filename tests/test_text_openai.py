@@ -407,3 +407,15 @@ def test_resume_and_moved_project_keep_settings_but_a_real_change_is_reported(tm
     err, manifest = rerun(moved)
     assert "3 snippet(s) made with other settings are kept" in err
     assert manifest["earlier_settings"]["stages"][0]["temperature"] == 0.9
+
+
+def test_each_answer_is_reported_as_progress(tmp_path, server):
+    from bakery.config import load_config
+    from bakery.text.backends import Request
+    from bakery.text.backends.openai_backend import OpenAIBackend
+
+    cfg = load_config(write_project(tmp_path, openai_toml(server.url, concurrency=3), seeds="0-4")).text
+    calls = []
+    answers = OpenAIBackend(cfg.openai, KEY).generate([Request("Plot:", seed) for seed in range(5)], cfg.stages[0],
+                                                      calls.append)
+    assert len(answers) == 5 and calls == [1.0] * 5  # from the pool's threads too

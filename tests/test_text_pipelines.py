@@ -18,8 +18,10 @@ class Scripted:
     def __init__(self, answers: dict[int, str], default: str = ""):
         self.answers, self.default, self.seen = answers, default, []
 
-    def generate(self, requests, stage):
+    def generate(self, requests, stage, progress=None):
         self.seen += [(r.prompt, r.seed, stage.name) for r in requests]
+        for _ in requests if progress is not None else ():
+            progress(1.0)
         return [self.answers.get(r.seed, self.default) for r in requests]
 
 
@@ -70,6 +72,17 @@ def test_two_stage_formats_title_and_episode(tmp_path):
     assert retry[0].seeds == (sub_seed(4, 1, 0), sub_seed(4, 1, 1))
 
 
+def test_two_stage_reports_half_an_item_per_stage(tmp_path):
+    cfg = two_stage_config(tmp_path)
+    synopsis = Scripted({1: f"Lanterns|{SYNOPSIS}", 2: "Too Short|Nope.", 3: f"Gale|{SYNOPSIS}"})
+    episode = Scripted({}, default=f" {EPISODE}")
+    calls = []
+    outcomes = TwoStage(cfg, {"synopsis": synopsis, "episode": episode}).run([(1, 0), (2, 0), (3, 0)], calls.append)
+    assert [o.ok for o in outcomes] == [True, False, True]
+    # 3 synopses (half each), ID 2's episode that never runs (its half at once), 2 episodes.
+    assert calls == [0.5, 0.5, 0.5, 0.5, 0.5, 0.5] and sum(calls) == 3
+
+
 def test_two_stage_rejects_short_episode(tmp_path):
     cfg = two_stage_config(tmp_path)
     pipeline = TwoStage(cfg, {"synopsis": Scripted({}, default=f"T|{SYNOPSIS}"),
@@ -95,3 +108,38 @@ def test_stages_naming_the_same_model_share_one_backend(tmp_path, monkeypatch):
     monkeypatch.setattr(text_stage, "load_backend", lambda cfg, stage, quiet: loads.append(stage.name) or object())
     backends = text_stage.build_backends(two_stage_config(tmp_path), quiet=True)
     assert loads == ["synopsis"] and backends["synopsis"] is backends["episode"]
+
+
+def test_prompted_rejects_an_echo_of_its_own_rendered_prompt(tmp_path):
+    cfg = load_config(write_project(tmp_path, '[text.generate]\nchat = false\n[text.clean]\nmin_chars = 50\nmax_echo = 1',
+                                    prompts={"plot.txt": "Catalogue entry {id}: a haunted lighthouse keeper."})).text
+    echo = " Catalogue entry 5 tells of a haunted lighthouse keeper who waits for a ship that never comes."
+    [outcome] = Prompted(cfg, {"generate": Scripted({5: echo})}).run([(5, 0)])
+    # the rendered prompt: {id} filled in
+    assert outcome.cleaned.reason.startswith("echoes the prompt: repeats 'catalogue entry', 'entry 5', 'haunted")
+
+
+def test_two_stage_episode_may_continue_its_synopsis_but_not_echo_its_instructions(tmp_path):
+    cfg = load_config(write_project(tmp_path, """
+[text]
+pipeline = "two_stage"
+[text.synopsis]
+stop = ["\\n"]
+min_chars = 100
+[text.episode]
+prefix = "In the first episode,"
+min_chars = 100
+[text.clean]
+min_chars = 150
+max_chars = 700
+max_echo = 0
+""", prompts={"synopsis.txt": "Catalogue #{id}\n",
+              "episode.txt": "{header}\n\nPlot summary of the pilot episode. In the first episode of this anime,"})).text
+    synopsis = Scripted({}, default=f"Lanterns of Kurokawa|{SYNOPSIS}")
+    continuing = f" the shy lantern maker's daughter follows the lantern upstream. {EPISODE}"
+    echoing = f" the plot summary of the pilot episode goes like this. {EPISODE}"
+    ok, echoed = TwoStage(cfg, {"synopsis": synopsis, "episode": Scripted({sub_seed(1, 0, 1): continuing,
+                                                                          sub_seed(2, 0, 1): echoing})}
+                          ).run([(1, 0), (2, 0)])
+    assert ok.ok  # "lantern maker", "shy lantern" come from the synopsis it continues: material
+    assert echoed.cleaned.reason.startswith("episode: echoes the prompt: repeats 'pilot episode', 'plot summary'")

@@ -116,6 +116,15 @@ def test_stop_strings_end_the_output(tmp_path, tiny_model, backend):
     assert letter not in cut and free.lstrip().startswith(cut)
 
 
+def test_progress_is_reported_per_decode_step_and_adds_up_to_the_requests(tmp_path, tiny_model, backend):
+    stage = stage_for(tmp_path, tiny_model, batch_size=3, max_new_tokens=24)
+    calls = []
+    backend.generate([Request("Plot:", seed) for seed in range(5)], stage, calls.append)
+    assert sum(calls) == pytest.approx(5.0)  # 5 requests' worth, whenever each row ended
+    assert len(calls) >= 2 * 2 and all(c > 0 for c in calls)  # steps of both sub-batches (3 + 2 rows)
+    assert calls[0] == pytest.approx(3 / 24)  # the first step: one token of each of 3 rows
+
+
 def test_bakery_text_writes_resumes_and_records(tmp_path, tiny_model):
     config = write_project(tmp_path, tiny_toml(tiny_model), seeds="0-4")
     assert main(["-q", "-c", str(config), "text"]) == 0
@@ -139,6 +148,66 @@ def test_bakery_text_writes_resumes_and_records(tmp_path, tiny_model):
     assert (out / "snippet-0.txt").stat().st_mtime_ns == untouched
     assert {i: (out / f"snippet-{i}.txt").read_text(encoding="utf-8") for i in range(5)} == snippets
     assert not list(out.glob(".tmp-*"))
+
+
+def test_the_same_model_through_another_path_is_not_a_change(tmp_path, tiny_model, capsys):
+    """The same files reached through a symlink (a venv reached through a symlink, or
+    recreated elsewhere) are the same model: nothing is redone and nothing is warned about,
+    also against a manifest written before models were compared by content."""
+    config = write_project(tmp_path, tiny_toml(tiny_model), seeds="0-2")
+    out = tmp_path / "build/text"
+    assert main(["-q", "-c", str(config), "text"]) == 0
+    stamps = {i: (out / f"snippet-{i}.txt").stat().st_mtime_ns for i in range(3)}
+    link = tmp_path / "venv-through-a-symlink" / "model"
+    link.parent.mkdir()
+    link.symlink_to(tiny_model, target_is_directory=True)
+    config.write_text(config.read_text().replace(str(tiny_model), str(link)))
+
+    def rerun_without(i: int) -> str:
+        (out / f"snippet-{i}.txt").unlink()
+        capsys.readouterr()
+        assert main(["-c", str(config), "text"]) == 0
+        return capsys.readouterr().err
+
+    err = rerun_without(2)
+    assert "other settings" not in err and "1 of 3 snippets to write" in err
+    assert all((out / f"snippet-{i}.txt").stat().st_mtime_ns == stamps[i] for i in (0, 1))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "earlier_settings" not in manifest and manifest["settings"]["stages"][0]["path"] == str(link)
+
+    # A manifest as the old code wrote it in another venv: other model path and name, same files.
+    stage = manifest["settings"]["stages"][0]
+    stage.update(path="/old/venv/lib/python3.11/site-packages/model", model="/old/venv/model", name="model")
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert "other settings" not in rerun_without(1)
+
+    # Other model files are another model.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["settings"]["stages"][0]["sha256"]["config.json"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert "2 snippet(s) made with other settings are kept" in rerun_without(1)
+
+
+def test_models_and_prompts_compare_by_content():
+    from bakery.text.stage import text_shaping
+
+    def settings(**stage):
+        base = {"stage": "generate", "backend": "transformers", "model": "embedded", "name": "SmolLM2 (0.1.0)",
+                "path": "/venv/site-packages/smollm2.gguf", "sha256": {"smollm2.gguf": "a" * 64},
+                "prompt": "content/prompts/plot.txt", "prompt_sha256": "b" * 64, "top_k": 30,
+                "batch_size": 4, "device": "cpu"}
+        return {"pipeline": "prompted", "stages": [{**base, **stage}], "clean": {"min_chars": 80}}
+
+    same = [settings(path="/link/site-packages/smollm2.gguf"), settings(name="SmolLM2 (0.2.0)"),
+            settings(model="/models/renamed.gguf", sha256={"renamed.gguf": "a" * 64}),
+            settings(prompt="/elsewhere/plot.txt"), settings(batch_size=36, device="cuda")]
+    assert all(text_shaping(s) == text_shaping(settings()) for s in same)
+    other = [settings(sha256={"smollm2.gguf": "c" * 64}), settings(prompt_sha256="d" * 64), settings(top_k=40)]
+    assert all(text_shaping(s) != text_shaping(settings()) for s in other)
+    # Without file hashes (an API model) the name is all there is: it is compared.
+    api = {"backend": "openai", "model": "gpt-3.5-turbo-instruct", "base_url": "https://api.example/v1"}
+    assert (text_shaping({"stages": [api]})
+            != text_shaping({"stages": [{**api, "model": "davinci-002"}]}))
 
 
 def test_failing_snippets_are_resampled_then_reported(tmp_path, tiny_model, capsys):

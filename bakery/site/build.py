@@ -39,6 +39,7 @@ class SiteReport:
     page_bytes: int  # index.html's HTML + CSS + JS
     outside_bands: int = 0  # complete pairs not published: their IDs left images.bands
     pages: dict = field(default_factory=dict)  # page name → HTML + CSS + JS bytes
+    unverified: int = 0  # complete pairs in the bands not published: a file is not what its stage wrote
 
 
 def text_dir(config) -> Path:
@@ -264,8 +265,8 @@ def build_site(config, quiet: bool = False, allow_empty: bool = False) -> SiteRe
     images = ids_in(public, IMAGE_RE) if public.is_dir() else {}
     snippets = ids_in(text_dir(config), SNIPPET_RE)
     complete = sorted(images.keys() & snippets.keys())
-    ids = in_bands(config, complete)
-    ids = verified_pair_ids(config, {i: images[i] for i in ids}, snippets)  # only files as their stage wrote them
+    banded = in_bands(config, complete)
+    ids = verified_pair_ids(config, {i: images[i] for i in banded}, snippets)  # only files as their stage wrote them
     check_not_empty(ids, allow_empty)  # before anything is written: a refused site leaves no trace
     public.mkdir(parents=True, exist_ok=True)
     publish_snippets(config, ids, snippets, quiet)
@@ -289,7 +290,7 @@ def build_site(config, quiet: bool = False, allow_empty: bool = False) -> SiteRe
         write_text_atomic(public / name, pages[name])  # index.html last: the page goes live only now
 
     return SiteReport(len(ids), len(images.keys() - snippets.keys()), len(snippets.keys() - images.keys()),
-                      weights["index.html"], len(complete) - len(ids), weights)
+                      weights["index.html"], len(complete) - len(banded), weights, len(banded) - len(ids))
 
 
 def run_site(config, args) -> None:

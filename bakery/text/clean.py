@@ -15,7 +15,11 @@ The rules run in a fixed order, each a small function so that it can be tested a
 5. drop a trailing unfinished sentence when what remains is still long enough,
    otherwise end the fragment with an ellipsis;
 6. cap the length at a sentence end (or a word end plus an ellipsis);
-7. reject snippets that are too short or degenerate (the same phrase over and over).
+7. reject snippets that are too short or degenerate (the same phrase over and over);
+8. reject snippets that echo the prompt: more than max_echo of the prompt's word n-grams
+   (content words only; those inside echo_allow phrases and the stage prefix excepted)
+   repeated, e.g. "in this magazine guide to a new summer season's premieres" from a
+   prompt asking for "the entry … in a magazine's guide to this season's premieres".
 
 A leading ``_Title_:`` prefix (the two-stage pipeline's format, shown in italics by the
 page) survives every rule and is never cut into.
@@ -40,6 +44,18 @@ FORM_LINE = re.compile(r"^[ \t]*[A-Z][\w '-]{0,24}:[ \t]*\S", re.MULTILINE)
 TITLE_LINE = re.compile(r"^(?:title:\s*)?([\"“][^\"“”\n_]{2,80}[\"”]|<<[^<>\n_]{2,80}>>|«[^«»\n_]{2,80}»|(?<=:)[ \t]*[^\"“”\n_.!?]{2,80}"
                         r"|[A-Z0-9][^\"“”\n_.!?]{1,99})[ \t]*\n", re.IGNORECASE)
 DEFAULT_REJECT_WORDS = ("prostitute", "rape", "porn", "pedophile", "incest", "nazi", "hitler")
+# Words too common to make a phrase an echo: an n-gram counts only when none of its words is one.
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each either every few for from
+further had has have having he her here hers herself him himself his how i if in into is it its
+itself just me might more most must my myself neither no nor not now of off on once only or other
+our ours ourselves out over own same she should so some such than that the their theirs them
+themselves then there these they this those through to too under until up upon us very was we
+were what when where which while who whom whose why will with would yet you your yours yourself
+""".split())
+NOT_PLURAL = frozenset({"series", "species", "news", "lens", "chaos", "always", "perhaps", "whereas"})
+PHRASE_BREAK = re.compile(r"[^\w\s'’-]+|\s[-–—]\s")  # n-grams do not run across punctuation
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
 
 
@@ -52,6 +68,9 @@ class CleanRules:
     repeat_ngram: int = 4
     max_repeat_fraction: float = 0.35
     reject_words: tuple[str, ...] = DEFAULT_REJECT_WORDS
+    echo_ngram: int = 2  # 0: no prompt-echo rule
+    max_echo: int = 5
+    echo_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,7 +205,52 @@ def is_degenerate(text: str, rules: CleanRules) -> str:
     return ""
 
 
-def clean(raw: str, rules: CleanRules) -> Cleaned:
+def fold(word: str) -> str:
+    """One spelling per word for comparing phrases: "premieres" = "premiere", "entries" = "entry"."""
+    if word in NOT_PLURAL or len(word) <= 3 or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    return word[:-1] if word.endswith("s") else word
+
+
+def content_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """The word n-grams of `text` without a stopword, within punctuation-free stretches,
+    lowercased, possessives and plurals folded ("a magazine's guide" → ("magazine", "guide"))."""
+    grams = set()
+    for stretch in PHRASE_BREAK.split(text.lower().replace("’", "'")):
+        words = [w[:-2] if w.endswith("'s") else w for w in re.findall(r"[^\W_]+(?:'[^\W_]+)*", stretch)]
+        for i in range(len(words) - n + 1):
+            gram = words[i:i + n]
+            if not any(w in STOPWORDS or "'" in w for w in gram):
+                grams.add(tuple(fold(w) for w in gram))
+    return grams
+
+
+def prompt_echo(text: str, prompt: str, rules: CleanRules, prefix: str = "") -> list[str]:
+    """The prompt's phrases (word n-grams) that the text repeats, sorted; phrases inside
+    echo_allow and the stage's own prefix (which every snippet starts with) do not count."""
+    n = rules.echo_ngram
+    allowed = set().union(*(content_ngrams(phrase, n) for phrase in (*rules.echo_allow, prefix)))
+    echoed = (content_ngrams(prompt, n) - allowed) & content_ngrams(text, n)
+    return sorted(" ".join(gram) for gram in echoed)
+
+
+def echo_reason(text: str, prompt: str, rules: CleanRules, prefix: str = "") -> str:
+    """Why the text counts as an echo of its prompt, or '' if it does not."""
+    if not rules.echo_ngram or not prompt:
+        return ""
+    echoed = prompt_echo(text, prompt, rules, prefix)
+    if len(echoed) <= rules.max_echo:
+        return ""
+    shown = ", ".join(repr(e) for e in echoed[:4]) + (", …" if len(echoed) > 4 else "")
+    return (f"echoes the prompt: repeats {shown} ({len(echoed)} of its {rules.echo_ngram}-word phrases; "
+            f"max_echo = {rules.max_echo})")
+
+
+def clean(raw: str, rules: CleanRules, prompt: str = "", prefix: str = "") -> Cleaned:
+    """`prompt`: the text the model was given (checked for echoes, rule 8); `prefix`: the
+    stage prefix the text starts with (exempt from that check)."""
     text = cut_at_end_marker(raw, rules.end_markers)
     text = strip_markdown(strip_source_tails(text))
     if looks_like_form(text):
@@ -202,7 +266,7 @@ def clean(raw: str, rules: CleanRules) -> Cleaned:
     text = cap_length(text, rules.max_chars, rules.ellipsis)
     if len(text) < rules.min_chars:
         return Cleaned(None, f"too short ({len(text)} < {rules.min_chars} characters)")
-    reason = is_degenerate(text, rules)
+    reason = is_degenerate(text, rules) or echo_reason(text, prompt, rules, prefix)
     if reason:
         return Cleaned(None, reason)
     return Cleaned(text)

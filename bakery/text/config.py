@@ -4,7 +4,7 @@
     [text.generate]       the one stage of pipeline = "prompted"
     [text.synopsis]       stage 1 of pipeline = "two_stage" (title + synopsis)
     [text.episode]        stage 2 of pipeline = "two_stage" (the first episode's plot)
-    [text.clean]          length limits, end markers, repetition threshold
+    [text.clean]          length limits, end markers, repetition threshold, prompt echo
     [text.openai]         the endpoint used by stages with backend = "openai"
 
 Every stage table takes the same keys (backend, model, prompt, sampling, batch size); a
@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bakery.tables import Table
-from bakery.text.clean import DEFAULT_END_MARKERS, DEFAULT_REJECT_WORDS, CleanRules
+from bakery.text.clean import DEFAULT_END_MARKERS, DEFAULT_REJECT_WORDS, CleanRules, content_ngrams
 
 PIPELINES = ("prompted", "two_stage")
 PIPELINE_STAGES = {"prompted": ("generate",), "two_stage": ("synopsis", "episode")}
@@ -225,14 +225,21 @@ def parse_clean(t: Table) -> CleanRules:
         repeat_ngram=t.int("repeat_ngram", 4, min=1, max=20),
         max_repeat_fraction=t.float("max_repeat_fraction", 0.35, min=0.0, max=1.0),
         reject_words=t.str_list("reject_words", list(DEFAULT_REJECT_WORDS)),
+        echo_ngram=t.int("echo_ngram", 2, min=0, max=8),
+        max_echo=t.int("max_echo", 5, min=0, max=10_000),
+        echo_allow=t.str_list("echo_allow", []),
     )
     if rules.max_chars < rules.min_chars:
         raise t.error("max_chars", f"{rules.max_chars} is below min_chars ({rules.min_chars})")
     if len(rules.ellipsis) >= rules.max_chars // 2:
         raise t.error("ellipsis", "is too long for max_chars")
-    for name in ("end_markers", "reject_words"):
+    for name in ("end_markers", "reject_words", "echo_allow"):
         if any(not m.strip() for m in getattr(rules, name)):
             raise t.error(name, "must not contain empty strings")
+    for phrase in rules.echo_allow if rules.echo_ngram else ():
+        if not content_ngrams(phrase, rules.echo_ngram):  # it would silently allow nothing
+            raise t.error("echo_allow", f"{phrase!r} holds no run of {rules.echo_ngram} words without a "
+                                        "common word (a, the, of, …): write the whole phrase")
     t.finish()
     return rules
 

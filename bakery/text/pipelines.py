@@ -12,6 +12,9 @@ two_stage  [text.synopsis] writes a "TITLE|SYNOPSIS" line (the original finetune
 
 Prompt templates may use {id}; the episode prompt also {title}, {synopsis} and {header}
 (= `_Title_: synopsis`). Other braces are left as they are.
+
+`run(items, progress)` reports its work through `progress` as the backends do (in items;
+the calls of one run add up to len(items)): the two stages count half an item each.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bakery.errors import BakeryError
-from bakery.text.backends import Backend, Request
+from bakery.text.backends import Backend, Progress, Request
 from bakery.text.clean import Cleaned, CleanRules, clean, normalize
 from bakery.text.config import StageConfig, TextConfig
 
@@ -78,13 +81,13 @@ class Prompted:
         self.template = read_prompt(self.stage.prompt)
         self.rules = cfg.clean
 
-    def run(self, items: list[tuple[int, int]]) -> list[Outcome]:
+    def run(self, items: list[tuple[int, int]], progress: Progress | None = None) -> list[Outcome]:
         seeds = [sub_seed(i, attempt) for i, attempt in items]
         requests = [Request(fill(self.template, id=i), s) for (i, _), s in zip(items, seeds)]
-        completions = self.backend.generate(requests, self.stage)
+        completions = self.backend.generate(requests, self.stage, progress)
         outcomes = []
-        for (i, _), seed, completion in zip(items, seeds, completions):
-            cleaned = clean(join_prefix(self.stage.prefix, completion), self.rules)
+        for (i, _), seed, request, completion in zip(items, seeds, requests, completions):
+            cleaned = clean(join_prefix(self.stage.prefix, completion), self.rules, request.prompt, self.stage.prefix)
             if cleaned.ok and len(cleaned.text) < self.stage.min_chars:
                 cleaned = Cleaned(None, f"too short ({len(cleaned.text)} < {self.stage.min_chars} characters)")
             outcomes.append(Outcome(i, cleaned, (seed,)))
@@ -116,39 +119,45 @@ class TwoStage:
         self.episode_template = read_prompt(self.episode_stage.prompt)
         self.rules = cfg.clean
 
-    def synopsis(self, completion: str) -> tuple[str, str] | Cleaned:
+    def synopsis(self, completion: str, prompt: str = "") -> tuple[str, str] | Cleaned:
         parsed = split_title_synopsis(completion)
         if parsed is None:
             return Cleaned(None, "synopsis: not a TITLE|SYNOPSIS line")
         title, text = parsed
         # No ellipsis room here: the synopsis is a middle part, so its length is checked as is.
-        checked = clean(text, replace(stage_rules(self.rules, self.synopsis_stage), max_chars=10 ** 6))
+        checked = clean(text, replace(stage_rules(self.rules, self.synopsis_stage), max_chars=10 ** 6), prompt,
+                        self.synopsis_stage.prefix)
         if not checked.ok:
             return Cleaned(None, f"synopsis: {checked.reason}")
         return title, checked.text
 
-    def run(self, items: list[tuple[int, int]]) -> list[Outcome]:
+    def run(self, items: list[tuple[int, int]], progress: Progress | None = None) -> list[Outcome]:
+        half = (lambda work: progress(work / 2)) if progress is not None else None
         seeds1 = [sub_seed(i, a, 0) for i, a in items]
-        completions = self.synopsis_backend.generate(
-            [Request(fill(self.synopsis_template, id=i), s) for (i, _), s in zip(items, seeds1)],
-            self.synopsis_stage)
+        first_requests = [Request(fill(self.synopsis_template, id=i), s) for (i, _), s in zip(items, seeds1)]
+        completions = self.synopsis_backend.generate(first_requests, self.synopsis_stage, half)
         outcomes: dict[int, Outcome] = {}
         passed: list[tuple[int, int, str, str]] = []
-        for (i, a), seed, completion in zip(items, seeds1, completions):
-            result = self.synopsis(completion)
+        for (i, a), seed, request, completion in zip(items, seeds1, first_requests, completions):
+            result = self.synopsis(completion, request.prompt)
             if isinstance(result, Cleaned):
                 outcomes[i] = Outcome(i, result, (seed,))
             else:
                 passed.append((i, a, *result))
+        if half is not None and len(passed) < len(items):
+            half(len(items) - len(passed))  # rejected at the synopsis: no episode to wait for
         seeds2 = [sub_seed(i, a, 1) for i, a, _, _ in passed]
         requests = [Request(fill(self.episode_template, id=i, title=t, synopsis=s, header=f"_{t}_: {s}"), seed)
                     for (i, _, t, s), seed in zip(passed, seeds2)]
-        episodes = self.episode_backend.generate(requests, self.episode_stage) if requests else []
+        episodes = self.episode_backend.generate(requests, self.episode_stage, half) if requests else []
         first_seed = dict(zip((i for i, _ in items), seeds1))
         for (i, _, title, synopsis), seed, completion in zip(passed, seeds2, episodes):
             seeds = (first_seed[i], seed)
+            # An echo of the episode prompt's own words; the synopsis it continues is material, not echo.
+            instructions = fill(self.episode_template, id=i, title="", synopsis="", header="")
             episode = clean(join_prefix(self.episode_stage.prefix, completion),
-                            replace(stage_rules(self.rules, self.episode_stage), max_chars=10 ** 6))
+                            replace(stage_rules(self.rules, self.episode_stage), max_chars=10 ** 6),
+                            instructions, self.episode_stage.prefix)
             if not episode.ok:
                 outcomes[i] = Outcome(i, Cleaned(None, f"episode: {episode.reason}"), seeds)
                 continue

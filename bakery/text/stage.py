@@ -27,7 +27,7 @@ from pathlib import Path
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import remove_stale_temps, write_json_atomic, write_text_atomic
 from bakery.journal import JOURNAL_NAME, Journal, replay
-from bakery.progress import progress
+from bakery.progress import ItemProgress
 from bakery.text.canonical import canonical
 from bakery.text.config import StageConfig, TextConfig
 from bakery.text.dedup import guard_duplicates
@@ -129,14 +129,34 @@ def settings(cfg: TextConfig, backends: dict, root: Path | None = None) -> dict:
                       "clean": dataclasses.asdict(cfg.clean)}, root)
 
 
+NOT_SHAPING = ("batch_size", "device")  # rows are sampled independently, on any device
+
+
+def by_content(stage: dict) -> dict:
+    """A stage's settings with its model and prompt identified by content, not location: a
+    model whose files are hashed is those files wherever they live (the same venv reached
+    through a symlink, or recreated, puts the embedded model at another site-packages path;
+    a package upgrade that ships the same file renames it), and a prompt is its sha256."""
+    stage = {k: v for k, v in stage.items() if k not in NOT_SHAPING}
+    hashes = stage.get("sha256")
+    if isinstance(hashes, dict) and hashes:
+        for where in ("model", "path", "name"):
+            stage.pop(where, None)
+        # A folder's files by name (config.json, weights); a single file by content alone.
+        stage["sha256"] = hashes if len(hashes) > 1 else sorted(hashes.values())
+    if stage.get("prompt_sha256"):
+        stage.pop("prompt", None)
+    return stage
+
+
 def text_shaping(settings_entry: dict) -> list:
-    """The settings minus what cannot change the text (batch size and device: rows are
-    sampled independently)."""
+    """The settings minus what cannot change the text: batch size, device, and where the
+    model and prompt are found (bakery/text/stage.py by_content). Manifests written before
+    the location rule compare equal when only a location differs: theirs hold the same keys."""
     settings_entry = canonical(settings_entry)  # tuples and lists compare equal
     if not isinstance(settings_entry, dict):  # a damaged manifest: unknown settings
         return [settings_entry]
-    stages = [{k: v for k, v in s.items() if k not in ("batch_size", "device")}
-              for s in settings_entry.get("stages", []) if isinstance(s, dict)]
+    stages = [by_content(s) for s in settings_entry.get("stages", []) if isinstance(s, dict)]
     return [settings_entry.get("pipeline"), stages, settings_entry.get("clean")]
 
 
@@ -190,9 +210,11 @@ def plan_text(config, args) -> TextPlan:
     return TextPlan(cfg, out_dir, ids, manifest_path, previous, recorded, todo)
 
 
-def local_rounds(pipeline):
-    """Batches of one attempt → each batch's outcomes, computed here, one batch at a time."""
-    return lambda batches, attempt: (pipeline.run([(i, attempt) for i in batch]) for batch in batches)
+def local_rounds(pipeline, meter: ItemProgress | None = None):
+    """Batches of one attempt → each batch's outcomes, computed here, one batch at a time; the
+    work inside a batch (decode steps, API answers) moves `meter` as it goes."""
+    advance = meter.advance if meter is not None else None
+    return lambda batches, attempt: (pipeline.run([(i, attempt) for i in batch], advance) for batch in batches)
 
 
 def tokens_of(backends: dict) -> int:
@@ -213,6 +235,7 @@ def run_text(config, args) -> None:
     from bakery.scale.executor import remote_executor
 
     started = time.monotonic()
+    meter = ItemProgress("text", len(todo), unit="snippet", quiet=args.quiet)
     remote = remote_executor(config, args, "text", local_only=any(s.backend == "openai" for s in cfg.stages))
     if remote is not None:
         from bakery.scale.stages import text_remote
@@ -220,12 +243,12 @@ def run_text(config, args) -> None:
         backends, rounds, tokens = text_remote(remote, cfg, args)
     else:
         backends = build_backends(cfg, quiet=getattr(args, "verbosity", 0) <= 0)  # HF's own bars only with -v
-        rounds, tokens = local_rounds(make_pipeline_of(cfg, backends)), lambda: tokens_of(backends)
+        rounds, tokens = local_rounds(make_pipeline_of(cfg, backends), meter), lambda: tokens_of(backends)
     if getattr(args, "shard", None) is not None:
         from bakery.scale.stages import text_shard
 
         return text_shard(config, args, plan, settings(cfg, backends, config.root), rounds)
-    write_rounds(config, args, plan, settings(cfg, backends, config.root), rounds, tokens, started)
+    write_rounds(config, args, plan, settings(cfg, backends, config.root), rounds, tokens, started, meter)
 
 
 def make_pipeline_of(cfg: TextConfig, backends: dict):
@@ -234,10 +257,12 @@ def make_pipeline_of(cfg: TextConfig, backends: dict):
     return make_pipeline(cfg, backends)
 
 
-def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, started: float) -> None:
+def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, started: float,
+                 meter: ItemProgress | None = None) -> None:
     """Attempt after attempt over what is left: `rounds(batches, attempt)` yields each batch's
     outcomes in order (computed here, on Ray workers, or read back from shards); duplicates
-    are checked here, in that order, and every snippet is written and recorded here."""
+    are checked here, in that order, and every snippet is written and recorded here.
+    `meter` shows the progress (the one local rounds report their work inside a batch to)."""
     cfg, out_dir, ids, todo = plan.cfg, plan.out_dir, plan.ids, plan.todo
     manifest_path, previous, recorded = plan.manifest_path, plan.previous, plan.recorded
     done_ids = set(ids) - set(todo)
@@ -255,10 +280,13 @@ def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, st
 
     reasons: dict[int, list[str]] = {i: [] for i in todo}
     pending = todo
-    with progress(None, "text", total=len(todo), unit="snippet", quiet=args.quiet) as bar:
+    meter = meter or ItemProgress("text", len(todo), unit="snippet", quiet=args.quiet)
+    with meter:
         for attempt in range(cfg.max_attempts):
             failed = []
+            last_attempt = attempt == cfg.max_attempts - 1
             for outcomes in rounds(list(chunks(pending, plan.chunk_size)), attempt):
+                written = 0
                 for outcome in guard.check(outcomes):
                     i = outcome.snippet_id
                     if outcome.ok:
@@ -268,13 +296,15 @@ def write_rounds(config, args, plan: TextPlan, current: dict, rounds, tokens, st
                                                         "chars": len(outcome.cleaned.text),
                                                         "rejected": reasons[i], **record_of(text.encode("utf-8"))}
                         journal.add(i, manifest["snippets"][str(i)])
-                        bar.update(1)  # per finished snippet, not per batch
+                        written += 1
                     else:
                         log.debug("text: ID %d attempt %d rejected: %s", i, attempt + 1, outcome.cleaned.reason)
                         reasons[i].append(outcome.cleaned.reason)
                         failed.append(i)
                 write_json_atomic(manifest_path, manifest)
-                bar.set_postfix_str(f"{tokens() / max(time.monotonic() - started, 1e-9):.1f} tok/s")
+                # Rejected ones are sampled again (unless this was the last attempt): more work.
+                meter.settle(len(outcomes), written, 0 if last_attempt else len(outcomes) - written)
+                meter.set_postfix_str(f"{tokens() / max(time.monotonic() - started, 1e-9):.1f} tok/s")
             pending = failed
             if not pending:
                 break

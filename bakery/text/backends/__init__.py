@@ -3,14 +3,22 @@
 Both take a list of `Request`s for one stage and return one completion per request, in
 order. A completion is the text the model wrote after the prompt (and after the stage's
 prefix), cut before the stage's stop strings and the end-of-text marker.
+
+While they work they report how far they are through `progress`, when given: a callable
+taking work done since the last call, in requests (0.5 = half of one request's tokens). The
+calls of one `generate` add up to the number of requests. The caller decides what to show
+(bakery/progress.py ItemProgress); a backend never draws anything itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from bakery.text.config import StageConfig
+
+
+Progress = Callable[[float], None]  # work done since the last call, in requests
 
 
 @dataclass(frozen=True)
@@ -23,7 +31,7 @@ class Backend(Protocol):
     def identity(self) -> dict:
         """What produced the text: backend, model name and file checksums (for the manifest)."""
 
-    def generate(self, requests: list[Request], stage: StageConfig) -> list[str]:
+    def generate(self, requests: list[Request], stage: StageConfig, progress: Progress | None = None) -> list[str]:
         """One completion per request, in order."""
 
 

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bakery.errors import BakeryError
 from bakery.redact import redact
-from bakery.text.backends import Request, finish_completion
+from bakery.text.backends import Progress, Request, finish_completion
 from bakery.text.config import OpenAIConfig, StageConfig
 
 log = logging.getLogger("bakery.text")
@@ -109,13 +109,19 @@ class OpenAIBackend:
         return {"backend": "openai", "base_url": self.redact(self.cfg.base_url), "endpoint": self.cfg.endpoint or "auto",
                 "extra_body": self.cfg.extra_body}
 
-    def generate(self, requests: list[Request], stage: StageConfig) -> list[str]:
+    def generate(self, requests: list[Request], stage: StageConfig, progress: Progress | None = None) -> list[str]:
+        def complete(request: Request) -> str:
+            text = self.complete(request, stage)
+            if progress is not None:
+                progress(1.0)  # from the pool's threads: ItemProgress takes a lock
+            return text
+
         first: list[str] = []
         if requests and self.url_for(stage) not in self.answered:
-            first = [self.complete(requests[0], stage)]  # alone: checks base_url and endpoint
+            first = [complete(requests[0])]  # alone: checks base_url and endpoint
             requests = requests[1:]
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="openai") as pool:
-            return first + list(pool.map(lambda r: self.complete(r, stage), requests))
+            return first + list(pool.map(complete, requests))
 
     def complete(self, request: Request, stage: StageConfig) -> str:
         chat = self.cfg.endpoint_for(stage) == "chat"

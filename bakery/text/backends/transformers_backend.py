@@ -30,7 +30,7 @@ import torch
 from bakery.errors import BakeryError
 from bakery.fsutil import sha256_file
 from bakery.progress import spinner
-from bakery.text.backends import Request, finish_completion, hit_stop
+from bakery.text.backends import Progress, Request, finish_completion, hit_stop
 from bakery.text.clean import DEFAULT_END_MARKERS
 from bakery.text.config import EMBEDDED_MODEL, StageConfig
 from bakery.text.weights_cache import entry_key, library_versions, load_cached
@@ -157,20 +157,20 @@ class TransformersBackend:
                                                         tokenize=False, add_generation_prompt=True)
         return prompt + stage.prefix
 
-    def generate(self, requests: list[Request], stage: StageConfig) -> list[str]:
+    def generate(self, requests: list[Request], stage: StageConfig, progress: Progress | None = None) -> list[str]:
         out: list[str] = []
         for start in range(0, len(requests), stage.batch_size):
-            out += self._generate_batch(requests[start:start + stage.batch_size], stage)
+            out += self._generate_batch(requests[start:start + stage.batch_size], stage, progress)
         return out
 
-    def _generate_batch(self, requests: list[Request], stage: StageConfig) -> list[str]:
+    def _generate_batch(self, requests: list[Request], stage: StageConfig, progress: Progress | None) -> list[str]:
         texts = [self.render(r.prompt, stage) for r in requests]
         # Chat templates carry their own special tokens; raw prompts get the tokenizer's usual ones.
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not stage.chat)
         generators = [seeded_generator(r.seed) for r in requests]
         stop_check = (lambda rows: [hit_stop(self._decode(r), stage.stop) for r in rows]) if stage.stop else None
         rows = sample(self.model, enc.input_ids.to(self.device), enc.attention_mask.to(self.device),
-                      generators, stage, self.stop_ids, self.pad_id, stop_check)
+                      generators, stage, self.stop_ids, self.pad_id, stop_check, progress)
         self.tokens_generated += sum(len(row) for row in rows)
         return [finish_completion(self._decode(row), stage, stage.chat) for row in rows]
 
@@ -231,8 +231,13 @@ def next_token(logits: torch.Tensor, history: torch.Tensor, generators: list[tor
 
 @torch.inference_mode()  # no autograd bookkeeping at all (no_grad still tracks versions)
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generators: list[torch.Generator],
-           stage: StageConfig, stop_ids: torch.Tensor, pad_id: int, stop_check=None) -> list[list[int]]:
+           stage: StageConfig, stop_ids: torch.Tensor, pad_id: int, stop_check=None,
+           progress: Progress | None = None) -> list[list[int]]:
     """Autoregressive sampling with a KV cache; returns each row's new tokens up to its end.
+
+    `progress` hears after each decode step how many rows' worth of work it did: a live row
+    1/max_new_tokens per token, a row that ends its remaining share at once, so the calls
+    add up to the number of rows.
 
     The prompt pass computes each distinct prompt once into a preallocated cache
     (prefill.py); rows that reach end-of-text (or a stop string) leave the batch, cache
@@ -258,6 +263,9 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, generat
         ended = torch.isin(token, stop_ids)
         if stop_check is not None and step % STOP_STRING_CHECK_EVERY == STOP_STRING_CHECK_EVERY - 1:
             ended |= torch.tensor(stop_check(until_end(new[active, :step + 1], stop_ids)), device=device)
+        if progress is not None:
+            finished = int(ended.sum())
+            progress((len(active) + finished * (stage.max_new_tokens - step - 1)) / stage.max_new_tokens)
         if step == stage.max_new_tokens - 1 or bool(ended.all()):
             break
         if bool(ended.any()):
