@@ -55,7 +55,7 @@ def quoted_command_lines() -> list[tuple[str, str]]:
 
 def invocation(text: str) -> tuple[str | None, list[str]]:
     """The command and the option words of one quoted command line (`[--a B]` → `--a`)."""
-    words = [w.strip("[]…,:") for w in text.split()]
+    words = [w.strip("[]()…,:") for w in text.split()]
     words = [w.rstrip(".") if not w.startswith(".") else w for w in words]
     command, options, skip_value = None, [], False
     for word in words:
