@@ -86,3 +86,25 @@ def test_mismatched_or_missing_shards_are_refused(baked, tmp_path):
     assert "than" in refused(other, *dirs) and "refusing to merge" in refused(other, *dirs)
     for project_dir in (tmp_path / "target", tmp_path / "other"):
         assert not (project_dir / "build" / "raw").exists() and not (project_dir / "public").exists()
+
+
+def test_shards_whose_text_model_lives_at_another_path_still_merge(baked, tmp_path):
+    """Shards baked on machines whose venvs sit at different paths: the text settings name
+    the same model files (same sha256) by other paths, which a rerun accepts, so merge does."""
+    import shutil
+
+    root, model, reference, _ = baked
+    target = three_band_project(tmp_path / "paths", model)
+    dirs = []
+    for folder in shard_dirs(root / "sharded"):
+        copy = tmp_path / "paths" / folder.rsplit("/", 1)[-1]
+        shutil.copytree(folder, copy, symlinks=True)
+        dirs.append(str(copy))
+    manifest = tmp_path / "paths" / "build-shard-1-of-3" / "build/text/manifest.json"
+    data = json.loads(manifest.read_text())
+    for stage in data["settings"]["stages"]:
+        stage.update({k: f"/elsewhere/venv/{k}" for k in ("model", "path", "name") if k in stage})
+    manifest.write_text(json.dumps(data))
+    assert_baked(bakery_process(target, "merge", *dirs))
+    snippets = lambda project: {p.name: p.read_bytes() for p in (project / "build/text").glob("snippet-*.txt")}
+    assert snippets(tmp_path / "paths") == snippets(root / "reference") != {}

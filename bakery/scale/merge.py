@@ -138,7 +138,7 @@ def merge_images(config, shards: list[dict], owned: dict, stage: str) -> None:
 def merge_text(config, args, shards: list[dict]) -> None:
     from bakery.text.clean import Cleaned
     from bakery.text.pipelines import Outcome
-    from bakery.text.stage import plan_text, write_rounds
+    from bakery.text.stage import plan_text, text_shaping, write_rounds
 
     plan = plan_text(config, args)
     outcomes: dict[int, Outcome] = {}
@@ -150,7 +150,8 @@ def merge_text(config, args, shards: list[dict]) -> None:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise BakeryError(f"{path}: missing or unreadable: rerun shard {shard['shard'][0]}/{shard['shard'][1]}")
-        if settings is not None and data.get("settings") != settings:
+        # compared as a rerun compares them: shards baked in venvs at different paths agree
+        if settings is not None and text_shaping(data.get("settings")) != text_shaping(settings):
             raise BakeryError(f"{folder}: its text settings differ from {shards[0]['folder']}'s: refusing to merge")
         settings = data.get("settings")
         records = shard_records(folder, "text/manifest.json", "snippets")
