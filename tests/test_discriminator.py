@@ -298,3 +298,42 @@ def test_a_pickle_that_runs_code_is_refused_unrun(tmp_path):
     with pytest.raises(UnsafePickleError, match="refusing to load"):
         load_discriminator(path)
     assert not marker.exists()
+
+
+# -- NVIDIA-made variants: orig / skip / clamp / stored mbstd settings / TF1 skip and orig -------
+
+VARIANTS = FIXTURES / "d_variants"
+VARIANT_NAMES = sorted(json.loads((VARIANTS / "manifest.json").read_text())["variants"])
+
+
+@pytest.mark.parametrize("name", VARIANT_NAMES)
+def test_variants_match_nvidia(name):
+    """Minibatches of 4, a batch of 8 (NVIDIA's strided groups; group None: all 8 in one) and
+    each image alone, against NVIDIA's stylegan2-ada-pytorch (TF1 ones through its converter)."""
+    from bakery.images.d_checkpoints import load_discriminator
+    from bakery.images.discriminator import DScorer
+
+    spec = json.loads((VARIANTS / "manifest.json").read_text())
+    tol = spec["tolerances"]["logit_max_abs"]
+    d = load_discriminator(VARIANTS / f"{name}.pkl").discriminator
+    settings = spec["variants"][name].get("settings") or spec["variants"][name]["static_kwargs"]
+    assert d.architecture == settings["architecture"]
+    ref = np.load(VARIANTS / f"{name}.npz")
+    x, labels = ref["images"], ref["labels"]
+
+    def onehot(idx):
+        if not d.c_dim:
+            return None
+        c = np.zeros((len(idx), d.c_dim), np.float32)
+        c[np.arange(len(idx)), labels[idx]] = 1.0
+        return c
+
+    scorer = DScorer(d)
+    minibatches = np.concatenate([scorer.run(x[g:g + 4], onehot(np.arange(g, g + 4))) for g in (0, 4, 8)])
+    errors = {"minibatches": np.abs(minibatches - ref["minibatches"]).max(),
+              "batch8": np.abs(scorer.run(x[:8], onehot(np.arange(8))) - ref["batch8"]).max(),
+              "group_size_1": max(abs(scorer.run(x[i:i + 1], onehot(np.array([i])))[0] - ref["group_size_1"][i])
+                                  for i in range(len(x)))}
+    print(name, {k: f"{v:.1e}" for k, v in errors.items()})
+    assert max(errors.values()) <= tol, errors
+    assert np.array_equal(scorer.minibatches(x, onehot(np.arange(len(x))), 4), minibatches)
