@@ -236,8 +236,9 @@ def contact_sheet(images: list[np.ndarray], captions: list[str], rows: list[str]
     from PIL import Image, ImageDraw, ImageFont
 
     per_row = max(1, math.ceil(len(images) / len(rows)))
-    text_h, title_w = max(14, cell // 8), max(64, cell // 2)
-    font = ImageFont.load_default(size=int(text_h * 0.75))
+    line, title_w = max(14, cell // 9), max(64, cell // 2)
+    text_h = line * max(c.count("\n") + 1 for c in captions) + line // 2
+    font = ImageFont.load_default(size=int(line * 0.8))
     sheet = Image.new("RGB", (title_w + per_row * cell, len(rows) * (cell + text_h)), "white")
     draw = ImageDraw.Draw(sheet)
     for r, title in enumerate(rows):
@@ -249,11 +250,16 @@ def contact_sheet(images: list[np.ndarray], captions: list[str], rows: list[str]
                 break
             tile = Image.fromarray(images[n]).resize((cell, cell), Image.Resampling.LANCZOS)
             sheet.paste(tile, (title_w + c * cell, y))
-            draw.text((title_w + c * cell + cell / 2, y + cell + text_h / 2), captions[n], fill="black",
-                      font=font, anchor="mm")
+            draw.multiline_text((title_w + c * cell + cell / 2, y + cell + line // 4), captions[n], fill="black",
+                                font=font, anchor="ma", align="center", spacing=2)
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def short(name: str, limit: int = 18) -> str:
+    """A file name that fits under a 128 px cell: the middle elided."""
+    return name if len(name) <= limit else f"{name[:limit // 2 - 2]}...{name[-(limit // 2 - 1):]}"
 
 
 def write_sheet(path: Path, ranking: Ranking, source: ImageSource, count: int) -> None:
@@ -266,7 +272,8 @@ def write_sheet(path: Path, ranking: Ranking, source: ImageSource, count: int) -
     picks = worst + best
     cell = min(256, max(128, source.resolution))  # small models drawn legibly
     png = contact_sheet([source.image(i) for i in picks],
-                        [f"{ranking.scores[i]:+.4f}" for i in picks], [f"worst {count}", f"best {count}"], cell)
+                        [f"{short(ranking.files[i])}\n{ranking.scores[i]:+.4f}" for i in picks],
+                        [f"worst {count}", f"best {count}"], cell)
     if path.suffix.lower() in (".jpg", ".jpeg"):
         buf = io.BytesIO()
         Image.open(io.BytesIO(png)).save(buf, format="JPEG", quality=90)
