@@ -208,3 +208,14 @@ def test_conditional_labels_are_required_and_checked(tmp_path, capsys):
     _one_line_error(capsys, cond, "labels[0]", "not a class 0-2")
     (folder / "dataset.json").write_text("{not json")
     _one_line_error(capsys, cond, "dataset.json", "not NVIDIA's dataset format")
+
+
+def test_minibatch_8_is_nvidias_call_on_8(tmp_path):
+    """--minibatch 8: each minibatch is one NVIDIA call on 8 images (strided groups of 4), so
+    pass 0's first minibatch gives the fixture's batch8 logits."""
+    folder, manifest, _ = fixture_folder(tmp_path, "stylegan2_tf1")
+    ranking, _, _ = rank.rank_folder(FORMATS["stylegan2_tf1"][0], folder, rank.RankOptions(shuffles=1, minibatch=8))
+    names = [i["name"] for i in manifest["images"]]
+    b8 = manifest["batch8"]
+    ours = [ranking.logits[0, names.index(n)] for n in b8["images"]]
+    assert np.abs(np.array(ours) - b8["logits"]).max() <= manifest["tolerances"]["logit_max_abs"]

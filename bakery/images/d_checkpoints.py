@@ -21,6 +21,9 @@ from bakery.images.pickle_loader import CheckpointError, Network, RestrictedUnpi
 from bakery.images.torch_pickle import load_torch_pickle
 
 
+MAX_RESOLUTION = 4096  # NVIDIA's largest models are 1024 px; a file claiming more is refused, not allocated
+
+
 @dataclass
 class LoadedDiscriminator:
     path: Path
@@ -35,7 +38,15 @@ class LoadedDiscriminator:
 
 def load_discriminator(path: Path | str) -> LoadedDiscriminator:
     """Checkpoint → its discriminator; an unknown architecture or a missing D is an error."""
-    path = Path(path)
+    loaded = _load(Path(path))
+    d = loaded.discriminator
+    if d.resolution > MAX_RESOLUTION:
+        raise CheckpointError(f"{path}: D takes {d.resolution}×{d.resolution} images; more than "
+                              f"{MAX_RESOLUTION} px is not supported")
+    return loaded
+
+
+def _load(path: Path) -> LoadedDiscriminator:
     if detect_format(path) == FORMAT_TORCH:
         checkpoint = load_torch_pickle(path)
         if "D" not in checkpoint.networks:

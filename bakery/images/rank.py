@@ -37,7 +37,8 @@ log = logging.getLogger("bakery.images")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 LABELS_FILE = "dataset.json"
-CALL_MINIBATCHES = 8  # minibatches per D call: wide enough to keep both pools busy, small in memory
+CALL_MINIBATCHES = 8  # minibatches per D call at most: enough to keep both pools busy
+CALL_PIXELS = 1 << 22  # and at most this many input pixels per call (1024 px models: one minibatch)
 CACHE_BYTES = 1 << 30  # decoded images kept between passes up to this much; beyond, decoded per use
 MAX_LABELS_BYTES = 64 << 20
 
@@ -85,8 +86,9 @@ def score_passes(scorer, k: int, load, labels: np.ndarray | None, options: RankO
     pads = np.concatenate([pad for _, pad in batches])
     passes = np.concatenate([np.full(len(idx), p) for p, (idx, _) in enumerate(batches)])
     logits = np.full((options.shuffles, k), np.nan, np.float32)
-    for start in range(0, len(slots), CALL_MINIBATCHES):
-        idx = slots[start:start + CALL_MINIBATCHES]
+    per_call = max(1, min(CALL_MINIBATCHES, CALL_PIXELS // (options.minibatch * scorer.d.resolution ** 2)))
+    for start in range(0, len(slots), per_call):
+        idx = slots[start:start + per_call]
         flat = idx.reshape(-1)
         out = scorer.minibatches(load(flat), None if labels is None else labels[flat], options.minibatch)
         out = out.reshape(idx.shape)
@@ -94,7 +96,7 @@ def score_passes(scorer, k: int, load, labels: np.ndarray | None, options: RankO
             keep = ~pads[start + g]
             logits[passes[start + g], idx[g][keep]] = out[g][keep]
         if bar is not None:
-            bar.update(int((~pads[start:start + CALL_MINIBATCHES]).sum()))
+            bar.update(int((~pads[start:start + per_call]).sum()))
     return logits
 
 
