@@ -69,13 +69,18 @@ def _conv(rd: _DReader, block: TorchModule, path: str, name: str, cin: int, cout
                       clamp=None if clamp is None else clamp * gain)
 
 
-def _dense(rd: _DReader, module: TorchModule, path: str, fan_in: int, fan_out: int, activation: str):
+def _dense(rd: _DReader, module: TorchModule, path: str, fan_in: int, fan_out: int, activation: str,
+           nchw: int | None = None):
+    """FullyConnectedLayer → dense_layer with its gains folded in; `nchw` = C of an NCHW-flattened
+    [C, 4, 4] input, whose rows are put in the NHWC flatten order used here."""
     src = rd.source
     _expect_class(module, "FullyConnectedLayer", path, src)
     if _attr(module, "activation", path, src) != activation:
         raise CheckpointError(f"{src}: {path}: activation {module.attrs.get('activation')!r} is not supported "
                               f"(only {activation!r})")
     weight = rd.take(f"{path}.weight", (fan_out, fan_in)).T * _number(module, "weight_gain", path, src)
+    if nchw is not None:
+        weight = nchw_flatten_rows(weight, nchw, 4)
     bias = rd.take(f"{path}.bias", (fan_out,)) * _number(module, "bias_gain", path, src) \
         if "bias" in module.params else None
     return dense_layer(weight, bias, act=activation == "lrelu")
@@ -148,7 +153,7 @@ def _read_blocks(net: DStyleGAN2, rd: _DReader, blocks: list, resolutions: list)
 def _read_epilogue(net: DStyleGAN2, rd: _DReader, d: TorchModule, ep: TorchModule) -> None:
     src = rd.source
     ch = _out_channels(rd, "b4.conv.weight")
-    if net.blocks and ch != _out_channels(rd, f"b{8}.conv1.weight"):
+    if net.blocks and ch != _out_channels(rd, "b8.conv1.weight"):
         raise CheckpointError(f"{src}: b4.conv gives {ch} channels, b8 gives {_out_channels(rd, 'b8.conv1.weight')}")
     if "mbstd" in ep.children:
         mbstd = _child(ep, "mbstd", "MinibatchStdLayer", "D.b4", src)
@@ -167,8 +172,7 @@ def _read_epilogue(net: DStyleGAN2, rd: _DReader, d: TorchModule, ep: TorchModul
     net.cmap_dim = int(_number(ep, "cmap_dim", "D.b4", src))
     if (net.cmap_dim > 0) != (net.c_dim > 0):
         raise CheckpointError(f"{src}: D.b4 cmap_dim={net.cmap_dim} does not fit c_dim={net.c_dim}")
-    fc = _dense(rd, _child(ep, "fc", "FullyConnectedLayer", "D.b4", src), "b4.fc", ch * 16, ch, "lrelu")
-    fc["weight"] = _tf_constant(nchw_flatten_rows(fc["weight"].numpy(), ch, 4))
+    fc = _dense(rd, _child(ep, "fc", "FullyConnectedLayer", "D.b4", src), "b4.fc", ch * 16, ch, "lrelu", nchw=ch)
     net.epilogue = dict(
         fromrgb=_conv(rd, ep, "b4", "fromrgb", net.channels, ch, 1, down=False) if has_rgb else None,
         conv=_conv(rd, ep, "b4", "conv", ch + net.mbstd_num_channels, ch, 3, down=False),
@@ -198,8 +202,3 @@ def _read_mapping(net: DStyleGAN2, rd: _DReader, d: TorchModule) -> list:
         fan_in = fan_out
     return layers
 
-
-def _tf_constant(value: np.ndarray):
-    from bakery.images.layers import tf
-
-    return tf.constant(value.astype(np.float32))
