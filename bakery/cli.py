@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--styles", default=None, metavar="W_ROWS",
                    help='W rows taken from the column seeds, e.g. 0-6 (NVIDIA\'s default) or "0,2,4" (default: '
                         "0-3, the coarse styles)")
+    p = add("rank", "score a folder of images with a checkpoint's own discriminator (D), NVIDIA's minibatch "
+            "conventions; writes ranks.csv, no project needed", None)  # always project-free: quick_path
+    add_rank_options(p)
     p = add("video", "latent-walk grid, style-mixing or circular-interpolation video as H.264 MP4 "
             "(of the project's model, or of --model, no project needed)", action_runner("video"))
     from bakery.video.stage import add_video_arguments
@@ -303,6 +306,24 @@ def add_quick_generate_options(p: argparse.ArgumentParser) -> None:
                    help="StyleGAN3 only: rotate the input layer by DEG degrees (NVIDIA's gen_images.py)")
 
 
+def add_rank_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "--network", required=True,
+                   help="a StyleGAN 1/2 TF1 (G, D, Gs) .pkl or a stylegan2-ada-pytorch / StyleGAN3 snapshot with D")
+    p.add_argument("-i", "--in", dest="input", type=Path, required=True, help="folder of images (sorted by name)")
+    p.add_argument("--out", type=Path, default=None, help="the CSV to write (default: DIR/ranks.csv)")
+    p.add_argument("--shuffles", type=int, default=5, help="passes in all: pass 0 in file order, pass p in "
+                   "RandomState(seed + p).permutation order (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffled passes (default: %(default)s)")
+    p.add_argument("--minibatch", type=int, default=4, help="images per D call; the minibatch-stddev layer "
+                   "compares them (default: %(default)s, as NVIDIA trains)")
+    add_class_option(p, "class of every image, for a class-conditional model (default: the folder's dataset.json)")
+    p.add_argument("--resize", action="store_true",
+                   help="resize images of another size to the model's with Pillow's Lanczos (default: an error)")
+    p.add_argument("--sheet", type=Path, default=None, help="also draw a contact sheet of the worst and best (.png/.jpg)")
+    p.add_argument("--sheet-count", type=int, default=8, help="images per sheet row (default: %(default)s)")
+    p.add_argument("--show", type=int, default=5, help="how many lowest and highest to print (default: %(default)s)")
+
+
 def add_class_option(p, help_text: str) -> None:
     p.add_argument("--class", dest="class_index", type=int, default=None, metavar="N", help=help_text)
 
@@ -345,6 +366,8 @@ def quick_path(args):
         return lambda: importlib.import_module("bakery.images.quick").run_quick_generate(args)
     if command == "figures" and args.model is not None:
         return lambda: importlib.import_module("bakery.images.figures").run_quick_figures(args)
+    if command == "rank":
+        return lambda: importlib.import_module("bakery.images.rank").run_rank(args)
     if command == "video" and args.model is not None:
         return lambda: action("video")(None, args)
     if command == "upscale":

@@ -20,6 +20,7 @@ SHORTCUTS = [
 ]
 TOOLS = [
     ("figures", "10×10 contact sheet, labelled truncation sweep and style-mixing grid of a model"),
+    ("rank", "score a folder of images with the checkpoint's discriminator → ranks.csv (+ sheet)"),
     ("video", "latent-walk grid, coarse/fine style mixing or circular interpolation → H.264 MP4"),
     ("archive", "move the current generation into public/NAME/ before a new bake"),
     ("mirror-config", "an rsyncd.conf module serving public/ read-only"),
@@ -29,6 +30,7 @@ TOOLS = [
 DOCS = {
     "generate": "docs/images.md", "images": "docs/images.md", "figures": "docs/images.md",
     "video": "docs/video.md",
+    "rank": "docs/images.md",
     "upscale": "docs/upscale.md", "compress": "docs/upscale.md", "text": "docs/text.md",
     "site": "docs/config.md", "serve": "README.md", "bake": "README.md",
     "deploy": "docs/deploy.md", "archive": "docs/deploy.md", "mirror-config": "docs/deploy.md",
@@ -64,6 +66,9 @@ EXAMPLES = {
                 "bakery figures --seed 100        # the configured model, into build/figures",
                 "bakery figures --model ffhq.pkl --noise seeded",
                 "bakery figures --model ffhq.pkl --rows 85,100,75 --cols 55,821,1789 --styles 0-6   # style mixing"],
+    "rank": ["bakery rank --model network-snapshot.pkl --in faces   # faces/ranks.csv, no project needed",
+             "bakery rank --model ffhq.pkl --in faces --sheet review.jpg --shuffles 10",
+             "bakery rank --model cond.pkl --in faces --class 3   # or a dataset.json in faces/"],
     "video": ["bakery video grid --model ffhq.pkl --seconds 10 --out walk.mp4   # no project needed",
               "bakery video coarse --seed 3 --psi 0.7   # the project's model, into build/videos",
               "bakery video circular --model ffhq.pkl --fps 30 --size 256"],
