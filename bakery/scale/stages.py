@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,10 +106,12 @@ def accept_pngs(number: int, ids: list[int], pngs) -> None:
 
 def accept_generator(number: int, generator) -> dict:
     """What the manifest records about the worker's generator: a short name and a resolution."""
-    if not (isinstance(generator, dict) and isinstance(generator.get("kind"), str)
-            and len(generator["kind"]) <= 64 and type(generator.get("resolution")) is int):
+    resolution = generator.get("resolution") if isinstance(generator, dict) else None
+    if not (isinstance(generator.get("kind") if isinstance(generator, dict) else None, str)
+            and len(generator["kind"]) <= 64 and isinstance(resolution, numbers.Integral)
+            and not isinstance(resolution, bool) and 0 < resolution <= 1 << 16):
         raise BakeryError(f"generate: Ray batch {number} described its generator as {short(generator)}: refused")
-    return {"kind": generator["kind"], "resolution": generator["resolution"]}
+    return {"kind": generator["kind"], "resolution": int(resolution)}
 
 
 # --- upscale and compress -------------------------------------------------------------------
