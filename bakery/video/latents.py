@@ -227,7 +227,7 @@ class DrawStream:
         if la <= a <= lb and b >= lb and self.pos == lb:
             out = np.concatenate([last[a - la:], self.draw(b - lb)])
         elif la <= a and b <= lb:
-            out = last[a - la:b - la]
+            return last[a - la:b - la]  # inside the last read: it stays the last read
         else:
             self.seek(a)
             out = self.draw(b - a)
