@@ -133,3 +133,30 @@ api_url = "{cf.url}"
         assert "HTTP 500: boom (code 1)" in err and TOKEN not in err
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("url", [
+    "http://api.cloudflare.com/client/v4",      # the token would cross the network in clear
+    "http://127.0.0.1.evil.example/client/v4",  # a host name that only starts like loopback
+    "http://127.0.0.1@evil.example/client/v4",  # loopback as user info, the real host elsewhere
+    "http://localhost:8080/client/v4",          # a name: the hosts file can point it anywhere
+    "ftp://api.cloudflare.com/client/v4",
+    "http://[::1",
+])
+def test_api_url_must_be_https_except_loopback(tmp_path, url):
+    with pytest.raises(Exception, match=r"deploy\.cloudflare\.api_url: must be an (http:// or )?https:// URL"):
+        load_config(write_project(tmp_path, f'[deploy.cloudflare]\nzone_id = "z"\napi_url = "{url}"\n'))
+
+
+@pytest.mark.parametrize("url", ["https://api.cloudflare.com/client/v4", "http://127.0.0.1:8787/client/v4",
+                                 "http://[::1]:8787/client/v4"])
+def test_api_url_accepts_https_and_loopback_http(tmp_path, url):
+    config = load_config(write_project(tmp_path, f'[deploy.cloudflare]\nzone_id = "z"\napi_url = "{url}"\n'))
+    assert config.deploy.cloudflare.api_url == url
+
+
+def test_http_api_url_is_one_line_through_the_cli(tmp_path, capsys):
+    toml = write_project(tmp_path, '[deploy.cloudflare]\nzone_id = "z"\napi_url = "http://api.example/v4"\n')
+    assert main(["-c", str(toml), "deploy", "--dry-run"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "deploy.cloudflare.api_url: must be an https:// URL" in err and "\n" not in err

@@ -109,6 +109,88 @@ def test_damaged_entry_is_rebuilt_not_trusted(tmp_path, tiny_gguf, damage):
     assert again.generate([Request("Plot:", 3)], stage) == want
 
 
+@pytest.mark.parametrize("tamper", ["extra", "swapped", "linked_file", "linked_folder", "writable_folder",
+                                    "writable_file", "subfolder"])
+def test_a_tampered_entry_is_refused_and_rebuilt(tmp_path, tiny_gguf, tamper):
+    """What entry.json cannot vouch for: unlisted files, weights swapped together with a
+    rewritten entry.json (the folder's name is the record's hash), links, files others may
+    write. Each is refused, removed without following a link, and rebuilt from the GGUF."""
+    from bakery.text.weights_cache import RECORD_NAME, file_records
+
+    cache = tmp_path / "cache"
+    stage = stage_for(tmp_path, tiny_gguf)
+    want = backend(tiny_gguf, cache).generate([Request("Plot:", 3)], stage)
+    (entry,) = entries(cache)
+    weights = entry / "model.safetensors"
+    original = weights.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if tamper == "extra":  # an unlisted file (a loader may pick up more than the listed ones)
+        (entry / "tokenizer_extra.py").write_text("print('hi')\n")
+    elif tamper == "swapped":  # other weights, and a record rewritten to vouch for them
+        data = bytearray(original)
+        data[-5] ^= 0x40
+        weights.write_bytes(bytes(data))
+        record = json.loads((entry / RECORD_NAME).read_text())
+        record["files"] = file_records(entry)
+        (entry / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    elif tamper == "linked_file":  # the same bytes, but through a link to a file elsewhere
+        (elsewhere / "model.safetensors").write_bytes(original)
+        weights.unlink()
+        weights.symlink_to(elsewhere / "model.safetensors")
+    elif tamper == "linked_folder":  # the entry's name is a link to a folder elsewhere
+        moved = elsewhere / "entry"
+        entry.rename(moved)
+        entry.symlink_to(moved, target_is_directory=True)
+    elif tamper == "writable_folder":
+        entry.chmod(0o777)
+    elif tamper == "writable_file":
+        weights.chmod(0o666)
+    else:
+        (entry / "sub").mkdir()
+    assert verify_entry(entry) is not None
+    again = backend(tiny_gguf, cache)
+    assert entries(cache) == [entry] and not entry.is_symlink()
+    assert verify_entry(entry) is None and weights.read_bytes() == original  # rebuilt from the GGUF
+    listed = set(json.loads((entry / RECORD_NAME).read_text())["files"]) | {RECORD_NAME}
+    assert {p.name for p in entry.iterdir()} == listed  # the extra file and folder went with the old entry
+    assert again.generate([Request("Plot:", 3)], stage) == want
+    if tamper in ("linked_file", "linked_folder"):  # the link went, not what it pointed to
+        assert (elsewhere / ("model.safetensors" if tamper == "linked_file" else "entry/model.safetensors")).is_file()
+
+
+def test_the_record_is_keyed_by_the_folder_name(tmp_path, tiny_gguf):
+    from bakery.text.weights_cache import RECORD_NAME
+
+    cache = tmp_path / "cache"
+    backend(tiny_gguf, cache)
+    (entry,) = entries(cache)
+    key, digest = entry.name.rsplit(".", 1)
+    assert key == entry_key(json.loads((entry / RECORD_NAME).read_text())["source_sha256"], torch.float32)
+    assert len(digest) == 32 and verify_entry(entry) is None
+    renamed = entry.with_name(f"{key}.{'0' * 32}")  # the same entry under a name it does not hash to
+    entry.rename(renamed)
+    assert "does not match the folder's name" in verify_entry(renamed)
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"  # a new root is private
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
+def test_a_cache_root_others_can_write_is_refused(tmp_path, tiny_gguf, mode):
+    from bakery.errors import BakeryError
+
+    cache = tmp_path / "shared-cache"
+    cache.mkdir()
+    cache.chmod(mode)
+    with pytest.raises(BakeryError) as caught:
+        backend(tiny_gguf, cache)
+    line = str(caught.value)
+    assert line.startswith(f"text.model_cache: {cache} is writable by other users (mode {mode:o}") and "\n" not in line
+    assert "chmod go-w" in line and list(cache.iterdir()) == []  # nothing read, nothing written
+    cache.chmod(0o755)
+    backend(tiny_gguf, cache)  # a private root is used
+    assert len(entries(cache)) == 1
+
+
 def test_key_follows_source_dtype_and_versions():
     base = entry_key("ab" * 32, torch.float32, {"transformers": "5.25.0", "torch": "2.13.0"})
     assert base.startswith("ab" * 8)
@@ -203,18 +285,19 @@ def test_two_writers_of_one_key_keep_the_first(tmp_path):
     """Another process finishes the same entry while this one writes: its copy stays, ours goes."""
     from bakery.text.weights_cache import write_entry
 
-    def save_as(text):
-        def save(folder):
-            (folder / "model.safetensors").write_text(text)
-        return save
+    def save(folder):
+        (folder / "model.safetensors").write_text("the same conversion")
 
     def racing_save(folder):
-        write_entry(tmp_path, "key", save_as("theirs"), {})  # finishes first
-        save_as("ours")(folder)
+        theirs.append(write_entry(tmp_path, "key", save, {}))  # finishes first
+        os.utime(theirs[0] / "model.safetensors", (1, 1))  # to tell their copy from ours
+        save(folder)
 
+    theirs = []
     final = write_entry(tmp_path, "key", racing_save, {})
-    assert (final / "model.safetensors").read_text() == "theirs" and verify_entry(final) is None
-    assert [p.name for p in tmp_path.iterdir()] == ["key"]
+    assert final == theirs[0] and final.name.startswith("key.") and verify_entry(final) is None
+    assert (final / "model.safetensors").stat().st_mtime == 1
+    assert [p.name for p in tmp_path.iterdir()] == [final.name]
 
 
 def plain_transformers_load(gguf_path: Path):
@@ -288,3 +371,24 @@ def test_embedded_smollm2_parsed_once_equals_transformers_loader():
     path = embedded_model_file()
     ours = from_pretrained(path.parent, torch.float32, {"gguf_file": path.name})
     assert_same_load(ours, plain_transformers_load(path))
+
+
+def test_bakery_text_with_a_shared_cache_root_is_one_line(tmp_path, tiny_gguf, capsys):
+    from bakery.cli import main
+
+    shared = tmp_path / "models"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    config = write_project(tmp_path, f"""
+[text]
+model_cache = "{shared}"
+[text.generate]
+model = "{tiny_gguf}"
+chat = false
+""", seeds="0-2")
+    assert main(["-q", "-c", str(config), "text"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bakery: error: text.model_cache: {shared} is writable by other users (mode 777, owner uid "
+                   f"{os.getuid()}): refusing to load models from it; `chmod go-w {shared}` (if it is yours), "
+                   "or set [text] model_cache to a folder of your own or to false"], err
+    assert not list((tmp_path / "build").glob("text/snippet-*.txt"))

@@ -79,6 +79,63 @@ def test_smoothed_walk_loops_and_has_unit_rms():
     np.testing.assert_array_equal(walk, smooth_walk(np.random.RandomState(5), 200, (3, 16), sigma=10.0))
 
 
+@pytest.mark.parametrize("frames, shape, sigma, block", [
+    (200, (3, 16), 10.0, 16),   # windows reach 90 frames past a 16-frame block, both ends wrap
+    (200, (3, 16), 0.0, 16),    # no smoothing: the draws, scaled
+    (1000, (2, 8), 30.0, 64),   # the default smoothing at 30 fps
+    (301, (1, 5), 2.5, 7),      # odd sizes: a short last block, an odd count of draws per frame
+])
+def test_the_walk_in_blocks_is_the_whole_walk(frames, shape, sigma, block):
+    """Block by block (forced here on short walks) gives exactly smooth_walk's latents, read
+    in any order: the wrap-mode smoothing at the loop's ends, the same draws, the same scale."""
+    from bakery.video.latents import Walk, smooth_walk
+
+    whole = smooth_walk(np.random.RandomState(5), frames, shape, sigma)
+    walk = Walk(np.random.RandomState(5), frames, shape, sigma, whole_bytes=0, block=block)
+    assert walk.whole is None  # really the block path
+    ahead = np.concatenate([walk.frames(a, min(a + 13, frames)) for a in range(0, frames, 13)])
+    np.testing.assert_array_equal(ahead, whole)
+    for start in np.random.RandomState(1).permutation(frames)[:25]:  # seeks back and forth
+        stop = min(int(start) + 9, frames)
+        np.testing.assert_array_equal(walk.frames(int(start), stop), whole[start:stop])
+    # a walk that fits in memory is still computed whole, bit for bit as before
+    np.testing.assert_array_equal(Walk(np.random.RandomState(5), frames, shape, sigma).frames(0, frames), whole)
+
+
+def test_a_long_walk_keeps_its_memory_flat():
+    """A walk much larger than its blocks: peak traced memory stays a small fraction of the
+    whole walk's, and frames from the start, the middle and the end are read without it."""
+    import tracemalloc
+
+    from bakery.video.latents import Walk
+
+    frames, shape = 200_000, (1, 32)  # 51 MB of float64 draws whole
+    tracemalloc.start()
+    try:
+        walk = Walk(np.random.RandomState(0), frames, shape, 30.0, whole_bytes=0)
+        parts = [walk.frames(0, 300), walk.frames(frames // 2, frames // 2 + 300), walk.frames(frames - 300, frames)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert walk.whole is None and peak < frames * 32 * 8 / 10, peak
+    assert all(p.shape == (300, 1, 32) and p.dtype == np.float32 for p in parts)
+    steps = np.linalg.norm(np.diff(np.concatenate([parts[2], parts[0]]), axis=0), axis=-1)
+    assert steps.max() < 0.5  # smooth, across the loop's end too
+
+
+def test_a_day_of_8x8_grid_is_planned_in_blocks_not_whole():
+    """`grid --seconds 86400 --fps 30 --grid 8x8` (z_dim 512) asked for hundreds of GiB up
+    front; its plan now holds well under 1 GiB, and the bound refuses what it cannot hold."""
+    from bakery.errors import BakeryError
+    from bakery.video.latents import Walk
+
+    how, needed = Walk.plan(86400 * 30, 64 * 512, sigma=30.0)
+    assert how == "blocks" and needed < 2 ** 30, needed
+    assert Walk.plan(60 * 30, 4 * 512, sigma=30.0)[0] == "whole"  # the default video, as before
+    with pytest.raises(BakeryError, match=r"needs \d+\.\d GiB of memory, more than 4 GiB: lower --smoothing"):
+        Walk(np.random.RandomState(0), 86400 * 30, (64, 512), sigma=600.0 * 30)
+
+
 def test_named_and_parsed_rows():
     from bakery.errors import BakeryError
     from bakery.video.latents import named_rows, parse_rows
@@ -104,7 +161,7 @@ def test_grid_video_size_fps_codec_seamless_loop_and_determinism(tmp_path):
     steps = [rms(a, b) for a, b in zip(frames, frames[1:])]
     assert min(steps) > 0.002  # it moves
     assert rms(frames[-1], frames[0]) <= 1.5 * max(steps)  # and the loop has no jump
-    assert not list(tmp_path.glob(".*"))  # no chunk folder or temp left
+    assert [p.name for p in tmp_path.glob(".*")] == [".v.mp4.json"]  # its record; no chunk folder or temp
     _, again = video(tmp_path, *options, name="again.mp4")
     np.testing.assert_array_equal(again, frames)  # same seed and options → same frames
     _, other = video(tmp_path, *options[:-3], "4", "--batch-size", "4", name="other.mp4")
@@ -160,6 +217,47 @@ def test_style_mixing_changes_only_the_chosen_w_rows(renderer):
 
 
 @pytest.mark.slow
+def test_a_finished_video_is_verified_and_not_rendered_again(tmp_path, monkeypatch, capsys):
+    """A rerun with the same model and options keeps the verified output; changed options, a
+    damaged file or a missing record render it again."""
+    from bakery.video.frames import GridWalk
+
+    options = ["grid", "--grid", "1x1", "--seconds", "0.3", "--fps", "10", "--batch-size", "2"]
+    out = tmp_path / "walk.mp4"
+    rendered = []
+    real = GridWalk.render_frames
+
+    def counted(self, start, stop):
+        rendered.append((start, stop))
+        return real(self, start, stop)
+
+    monkeypatch.setattr(GridWalk, "render_frames", counted)
+
+    def run(*extra):
+        rendered.clear()
+        assert main(["video", *options, *extra, *MODEL, "--out", str(out)]) == 0
+        return bool(rendered)
+
+    assert run()
+    first = out.read_bytes()
+    record = tmp_path / ".walk.mp4.json"
+    assert record.is_file()
+    capsys.readouterr()
+    assert not run() and out.read_bytes() == first  # same options: kept, nothing rendered
+    assert "already rendered with this model and these options (verified)" in capsys.readouterr().err
+    assert run("--seed", "1") and out.read_bytes() != first  # other options: rendered again
+    assert not run("--seed", "1")
+    second = out.read_bytes()
+    out.write_bytes(second[:-10])  # damaged: fails the size/hash check
+    assert run("--seed", "1") and out.read_bytes() == second
+    out.write_bytes(first)  # another valid video under the same name: its hash is not the recorded one
+    assert run("--seed", "1") and out.read_bytes() == second
+    record.unlink()  # no record: nothing vouches for the file
+    assert run("--seed", "1") and out.read_bytes() == second
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".walk.mp4.json", "walk.mp4"]
+
+
+@pytest.mark.slow
 def test_coarse_and_fine_videos_keep_the_targets_fixed(tmp_path):
     for kind in ("coarse", "fine"):
         meta, frames = video(tmp_path, kind, "--targets", "1,2", "--seconds", "0.6", "--fps", "10", "--smoothing", "0.1",
@@ -193,6 +291,16 @@ def test_circular_steps_have_equal_mse(tmp_path, renderer):
     (["grid", "--rows", "0-3"], "--rows applies to `video coarse|fine` only"),
     (["circular", "--smoothing", "1"], "--smoothing applies to"),
     (["grid", "--seconds", "0"], "--seconds must be positive"),
+    (["grid", "--seconds", "inf"], "--seconds must be a finite number of seconds, got inf"),
+    (["grid", "--seconds", "1e400"], "--seconds must be a finite number of seconds, got inf"),
+    (["grid", "--seconds", "nan"], "--seconds must be a finite number of seconds, got nan"),
+    (["grid", "--seconds", "1e308"], "--seconds 1e+308 is more than a day: at most 86400"),
+    (["grid", "--seconds", "86401"], "--seconds 86401 is more than a day"),
+    (["grid", "--fps", "1000000000000"], "--fps must be between 1 and 120"),
+    (["grid", "--grid", "1000000000x2"], "--grid: columns and rows must be 1 to 8"),
+    (["grid", "--smoothing", "nan"], "--smoothing must be between 0.0 and 600.0, got nan"),
+    (["grid", "--psi", "inf"], "--psi must be between -2.0 and 2.0, got inf"),
+    (["circular", "--radius", "nan"], "--radius must be between"),
     (["grid", "--fps", "0"], "--fps must be between 1 and 120"),
     (["grid", "--psi", "3"], "--psi must be between -2.0 and 2.0"),
     (["grid", "--out", "x.avi"], "must end in .mp4"),

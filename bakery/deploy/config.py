@@ -136,9 +136,28 @@ def optional_str(t: Table, name: str) -> str | None:
 
 def http_url(t: Table, name: str, default: str = "") -> str:
     value = t.str(name, default).strip()
-    if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "http://[::1": an unclosed IPv6 bracket
+        parts = None
+    if value and (parts is None or parts.scheme not in ("http", "https") or not parts.netloc):
         raise t.error(name, f"must be an http:// or https:// URL, got {value!r}")
     return value.rstrip("/")
+
+
+# Loopback literals only (not "localhost", which a hosts file can point anywhere): the tests' fake API.
+LOOPBACK_HOSTS = ("127.0.0.1", "::1")
+
+
+def https_url(t: Table, name: str, default: str = "") -> str:
+    """A URL that a secret is sent to: https only, since over http:// the token would cross the
+    network in clear. Plain http is allowed to a loopback address, where it never leaves the machine."""
+    value = http_url(t, name, default)
+    parts = urlsplit(value)
+    if value and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+        raise t.error(name, f"must be an https:// URL (the API token would be sent in clear over "
+                            f"http://; plain http is allowed to 127.0.0.1 only), got {value!r}")
+    return value
 
 
 def ordered_map(t: Table, name: str, defaults: dict[str, str]) -> dict[str, str]:
@@ -196,7 +215,7 @@ def parse_cloudflare(t: Table) -> CloudflareConfig | None:
         token_env=token_env,
         purge=t.str("purge", "changed", choices=PURGE_MODES),
         base_url=http_url(t, "base_url"),
-        api_url=http_url(t, "api_url", "https://api.cloudflare.com/client/v4"),
+        api_url=https_url(t, "api_url", "https://api.cloudflare.com/client/v4"),
         batch_size=t.int("batch_size", 30, min=1, max=500),
         max_urls=t.int("max_urls", 3000, min=1),
         timeout_seconds=t.float("timeout_seconds", 30.0, min=1, max=600),

@@ -219,6 +219,24 @@ class RayExecutor:
         self.ray.shutdown()
 
 
+def accept_ids(stage: str, number: int, sent: list[int], returned: list) -> None:
+    """A worker's result names the IDs it computed; the driver builds file paths and records
+    from them, so it takes only the integer IDs of the batch it sent, in that batch's order.
+    (A hostile worker is out of scope: Ray unpickles its results. This stops a buggy or
+    mismatched one from writing outside the project or over another batch's files.)"""
+    sent = list(sent)
+    if len(returned) == len(sent) and all(type(r) is int for r in returned) and list(returned) == sent:
+        return
+    raise BakeryError(f"{stage}: Ray batch {number} was sent IDs {short(sent)} but its result names "
+                      f"{short(returned)}: refused, nothing of that batch is written (do the workers run "
+                      "the same bakery as the driver?)")
+
+
+def short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def check_reachable(address: str, timeout: float = 5.0) -> None:
     """One clear line for a wrong or stopped head, where ray.init would keep retrying."""
     import socket

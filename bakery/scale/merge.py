@@ -56,7 +56,8 @@ def check_shards(config, args, folders: list[Path]) -> tuple[list[dict], int]:
         by_index[index] = (folder, data)
     missing = [f"{i}/{count}" for i in range(count) if i not in by_index]
     if missing:
-        raise BakeryError(f"shard(s) {', '.join(missing)} missing: merge needs all {count} shards of the bake")
+        shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        raise BakeryError(f"shard(s) {shown} missing: merge needs all {count} shards of the bake")
     return [{"folder": by_index[i][0], **by_index[i][1]} for i in range(count)], count
 
 

@@ -24,6 +24,9 @@ from bakery.errors import BakeryError
 
 SHARD_FILE = "shard.json"
 SHARD_VERSION = 1
+# More shards than any array job runs; a bound, so shard.json cannot ask merge to count to 10**12.
+MAX_SHARDS = 10_000
+STAGE_NAMES = ("generate", "upscale", "compress", "text")
 # The sections whose values shape the bytes a bake writes ([site] and [deploy] do not).
 SHAPING_SECTIONS = ("images", "upscale", "jpeg", "text")
 
@@ -50,6 +53,8 @@ def parse_shard(text: str) -> Shard:
     index, count = int(match.group(1)), int(match.group(2))
     if count < 1 or index >= count:
         raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text!r} (the shards of 3 are 0/3, 1/3, 2/3)")
+    if count > MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SHARDS} shards, got {text!r}")
     return Shard(index, count)
 
 
@@ -138,14 +143,55 @@ def shard_root_of(shard_configured) -> Path:
 
 
 def read_shard_manifest(folder: Path) -> dict:
+    """shard.json, validated key by key like a config table: what another machine wrote is
+    input, and one wrong value must be one line naming the file and key, not a traceback or
+    a count to 10**12."""
     path = folder / SHARD_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BakeryError(f"{folder}: not a shard folder (no {SHARD_FILE}; shards are the "
                           "build-shard-I-of-N folders that `bakery bake --shard I/N` writes)") from None
-    except (OSError, ValueError) as exc:
-        raise BakeryError(f"{path}: unreadable shard manifest ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise BakeryError(f"{path}: unreadable shard manifest ({str(exc)[:200]})") from None
     if not isinstance(data, dict) or data.get("version") != SHARD_VERSION:
         raise BakeryError(f"{path}: not a version-{SHARD_VERSION} shard manifest")
-    return data
+    return validated_manifest(data, path)
+
+
+def validated_manifest(data: dict, path: Path) -> dict:
+    from bakery.images.config import MAX_BATCH
+    from bakery.tables import Table
+
+    t = Table(data, "", path, path.parent)
+    t.int("version", min=SHARD_VERSION, max=SHARD_VERSION)
+    index, count = shard_pair(t)
+    stages = t.str_list("stages")
+    for stage in stages:
+        if stage not in STAGE_NAMES:
+            raise t.error("stages", f"unknown stage {stage!r:.60} (the stages are {', '.join(STAGE_NAMES)})")
+    model = t.str("model_sha256", None)
+    if model is not None and not re.fullmatch(r"[0-9a-f]{64}", model):
+        raise t.error("model_sha256", f"must be a sha256 in hex (64 digits), got {model!r:.80}")
+    if not re.fullmatch(r"[0-9a-f]{64}", t.str("config_sha256")):
+        raise t.error("config_sha256", "must be a sha256 in hex (64 digits)")
+    if not isinstance(t.raw("seed_plan"), list):
+        raise t.error("seed_plan", "must be a list of bands")
+    t.int("batch_size", min=1, max=MAX_BATCH)
+    t.int("text_batch_size", None, min=1)  # --text-batch-size has no upper bound
+    t.finish()
+    return {**data, "shard": [index, count]}
+
+
+def shard_pair(t) -> tuple[int, int]:
+    """"shard": [I, N] with 0 <= I < N <= MAX_SHARDS."""
+    pair = t.raw("shard")
+    if not (isinstance(pair, list) and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)):
+        raise t.error("shard", f"must be [I, N], two integers (shard I of N), got {pair!r:.80}")
+    index, count = pair
+    if not 1 <= count <= MAX_SHARDS:
+        raise t.error("shard", f"shard count {count} is out of range (must be 1 to {MAX_SHARDS})")
+    if not 0 <= index < count:
+        raise t.error("shard", f"shard index {index} is out of range (must be 0 to {count - 1} of {count})")
+    return index, count

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
+from bakery.errors import BakeryError
 from bakery.progress import progress
-from bakery.scale.executor import pack, unpack
+from bakery.scale.executor import accept_ids, pack, short, unpack
 
 log = logging.getLogger("bakery.ray")
 
@@ -77,9 +79,10 @@ def generate_remote(remote, config, args, plan) -> None:
     bar = progress(None, desc="images", total=len(plan.todo), unit="img", quiet=args.quiet)
     save_manifest = journal = None
     try:
-        for pngs, generator in results:
+        for number, (ids, (pngs, generator)) in enumerate(zip(plan.batches, results)):
+            accept_pngs(number, ids, pngs)
             if save_manifest is None:  # the manifest names the generator a worker loaded
-                save_manifest, written, journal = open_records(plan, cfg, generator)
+                save_manifest, written, journal = open_records(plan, cfg, accept_generator(number, generator))
             bar.update(len(write_pngs(plan.raw_dir, pngs, written)))
     finally:
         bar.close()
@@ -88,6 +91,27 @@ def generate_remote(remote, config, args, plan) -> None:
             save_manifest()
             journal.remove()
     log.info("images: rendered %d image(s) into %s on Ray", len(plan.todo), plan.raw_dir)
+
+
+def accept_pngs(number: int, ids: list[int], pngs) -> None:
+    """A generate batch's result: (ID, PNG bytes) for exactly the IDs sent, in order."""
+    pairs = list(pngs) if isinstance(pngs, list) else None
+    if pairs is None or not all(isinstance(p, tuple) and len(p) == 2 for p in pairs):
+        raise BakeryError(f"generate: Ray batch {number} returned {short(type(pngs).__name__)}, "
+                          "not a list of (ID, PNG bytes) pairs: refused")
+    accept_ids("generate", number, ids, [i for i, _ in pairs])
+    if not all(isinstance(data, bytes) for _, data in pairs):
+        raise BakeryError(f"generate: Ray batch {number} returned an image that is not PNG bytes: refused")
+
+
+def accept_generator(number: int, generator) -> dict:
+    """What the manifest records about the worker's generator: a short name and a resolution."""
+    resolution = generator.get("resolution") if isinstance(generator, dict) else None
+    if not (isinstance(generator.get("kind") if isinstance(generator, dict) else None, str)
+            and len(generator["kind"]) <= 64 and isinstance(resolution, numbers.Integral)
+            and not isinstance(resolution, bool) and 0 < resolution <= 1 << 16):
+        raise BakeryError(f"generate: Ray batch {number} described its generator as {short(generator)}: refused")
+    return {"kind": generator["kind"], "resolution": int(resolution)}
 
 
 # --- upscale and compress -------------------------------------------------------------------
@@ -138,12 +162,24 @@ def sources_of(jobs) -> list:
     return out
 
 
+def accept_outputs(stage: str, number: int, jobs, results) -> None:
+    """An upscale or compress batch's result: (ID, bytes or None, error text) per job, in order."""
+    if not (isinstance(results, list) and all(isinstance(r, tuple) and len(r) == 3 for r in results)):
+        raise BakeryError(f"{stage}: Ray batch {number} returned {short(type(results).__name__)}, "
+                          "not a list of (ID, bytes, error) triples: refused")
+    accept_ids(stage, number, [job.id for job in jobs], [r[0] for r in results])
+    for image_id, data, error in results:
+        if not (isinstance(data, bytes) if not error else isinstance(error, str)):
+            raise BakeryError(f"{stage}: Ray batch {number} returned neither bytes nor an error for "
+                              f"ID {image_id}: refused")
+
+
 def write_outputs(stage: str, jobs, results, manifest, failures: dict, bar) -> None:
     """Write each returned output atomically and record it, as the local stage does."""
     from bakery.fsutil import write_bytes_atomic
 
     by_id = {job.id: job for job in jobs}
-    for image_id, data, error in results:
+    for image_id, data, error in results:  # accepted: the batch's IDs, in order (accept_outputs)
         if error:
             failures[image_id] = error
             log.error("%s: ID %d: %s", stage, image_id, error)
@@ -163,7 +199,8 @@ def upscale_remote(remote, cfg, todo, manifest, failures: dict, quiet: bool) -> 
     batches = [todo[i:i + per_call] for i in range(0, len(todo), per_call)]
     bar = progress(None, desc="upscale", total=len(todo), unit="img", quiet=quiet)
     try:
-        for jobs, results in zip(batches, remote.map(spec, batches, payload=sources_of)):
+        for number, (jobs, results) in enumerate(zip(batches, remote.map(spec, batches, payload=sources_of))):
+            accept_outputs("upscale", number, jobs, results)
             write_outputs("upscale", jobs, results, manifest, failures, bar)
     finally:
         bar.close()
@@ -174,8 +211,10 @@ COMPRESS_BATCH = 8  # JPEGs per Ray call: one image a call would be all overhead
 
 def compress_remote(remote, cfg, todo, manifest, failures: dict, bar) -> None:
     batches = [todo[i:i + COMPRESS_BATCH] for i in range(0, len(todo), COMPRESS_BATCH)]
-    for jobs, results in zip(batches, remote.map(CompressSpec(cfg), batches, payload=sources_of)):
-        write_outputs("compress", jobs, results, manifest, failures, bar)
+    results = remote.map(CompressSpec(cfg), batches, payload=sources_of)
+    for number, (jobs, outputs) in enumerate(zip(batches, results)):
+        accept_outputs("compress", number, jobs, outputs)
+        write_outputs("compress", jobs, outputs, manifest, failures, bar)
 
 
 # --- text -----------------------------------------------------------------------------------
@@ -232,11 +271,29 @@ def text_remote(remote, cfg, args):
 
     def rounds(batches, attempt):
         items = [[(i, attempt) for i in batch] for batch in batches]
-        for outcomes, tokens in remote.map(spec, items, shipped=shipped):
-            counted[0] += tokens
-            yield outcomes
+        for number, (batch, (outcomes, tokens)) in enumerate(zip(batches, remote.map(spec, items, shipped=shipped))):
+            counted[0] += tokens if type(tokens) is int else 0
+            yield accept_outcomes(number, batch, outcomes)
 
     return identity_backends(cfg), rounds, lambda: counted[0]
+
+
+def accept_outcomes(number: int, batch: list[int], outcomes) -> list:
+    """A text batch's result: one Outcome per snippet ID sent, in order, holding text or a reason."""
+    from bakery.text.clean import Cleaned
+    from bakery.text.pipelines import Outcome
+
+    if not (isinstance(outcomes, list) and all(type(o) is Outcome for o in outcomes)):
+        raise BakeryError(f"text: Ray batch {number} returned {short(type(outcomes).__name__)}, "
+                          "not a list of outcomes: refused")
+    accept_ids("text", number, batch, [o.snippet_id for o in outcomes])
+    for o in outcomes:
+        cleaned = o.cleaned
+        if not (type(cleaned) is Cleaned and (cleaned.text is None or isinstance(cleaned.text, str))
+                and isinstance(cleaned.reason, str) and isinstance(o.seeds, (tuple, list))
+                and all(type(s) is int for s in o.seeds)):
+            raise BakeryError(f"text: Ray batch {number} returned a malformed outcome for ID {o.snippet_id}: refused")
+    return outcomes
 
 
 def identity_backends(cfg) -> dict:

@@ -294,7 +294,9 @@ class Upscaler:
             bigger = [lanczos_2x(img) for _, img in loaded]
         for (image_id, img), out in zip(loaded, bigger):
             results.append((image_id, encode_png(out, img.info.get("icc_profile")), None))
-        return results
+        # in the batch's order: the Ray driver accepts only the IDs it sent, in that order
+        order = {image_id: n for n, (image_id, _, _) in enumerate(sources)}
+        return sorted(results, key=lambda result: order[result[0]])
 
 
 _worker: Upscaler | None = None

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from bakery.images.generator import class_labels, seed_inputs
-from bakery.video.latents import Circle, mix_rows, plan_circle, smooth_walk
+from bakery.video.latents import Circle, Walk, mix_rows, plan_circle
 
 CIRCLE_PROBES = 96  # points the circular plan measures (fewer if the video has fewer frames)
 CIRCLE_PASSES = 3   # bound on the plan's render-measure-respace passes
@@ -119,12 +119,12 @@ class GridWalk(Kind):
         self.images_per_frame = cols * rows
         super().__init__(renderer, look)
         rnd = np.random.RandomState(look.seed)
-        self.z = smooth_walk(rnd, look.frames, (self.images_per_frame, self.gen.z_dim), smoothing * look.fps)
+        self.z = Walk(rnd, look.frames, (self.images_per_frame, self.gen.z_dim), smoothing * look.fps)
         self.cell_noise = [self.noise_of(look.seed + c) for c in range(self.images_per_frame)]
 
     def ws(self, start: int, stop: int) -> np.ndarray:
         """[F, cells, num_ws, w_dim] for frames start..stop-1."""
-        z = self.z[start:stop].reshape(-1, self.gen.z_dim)
+        z = self.z.frames(start, stop).reshape(-1, self.gen.z_dim)
         return self.map(z).reshape(stop - start, self.images_per_frame, self.gen.num_ws, self.gen.w_dim)
 
     def render_frames(self, start, stop):
@@ -146,8 +146,7 @@ class StyleMix(Kind):
         self.targets, self.mixed_rows = targets, rows
         self.cols = self.images_per_frame = len(targets) + 1
         super().__init__(renderer, look)
-        self.source_z = smooth_walk(np.random.RandomState(look.seed), look.frames, (self.gen.z_dim,),
-                                    smoothing * look.fps)
+        self.source_z = Walk(np.random.RandomState(look.seed), look.frames, (self.gen.z_dim,), smoothing * look.fps)
         self.source_noise = self.noise_of(look.seed)
         self.target_noise = [self.noise_of(t) for t in targets]
         self.target_ws = self.map(np.stack([seed_inputs(self.gen, t, "const")[0] for t in targets]))
@@ -157,7 +156,7 @@ class StyleMix(Kind):
 
     def ws(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(source ws [F, num_ws, w_dim], mixed ws [F, targets, num_ws, w_dim])."""
-        source = self.map(self.source_z[start:stop])
+        source = self.map(self.source_z.frames(start, stop))
         return source, mix_rows(self.target_ws, source, self.mixed_rows)
 
     def render_frames(self, start, stop):

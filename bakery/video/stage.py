@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from pathlib import Path
 
 from bakery.errors import BakeryError
+from bakery.fsutil import write_json_atomic
+from bakery.verify import record_file, verifies
 
 log = logging.getLogger("bakery.video")
 
@@ -25,6 +28,7 @@ KINDS = ("grid", "coarse", "fine", "circular")
 DEFAULT_FPS = 30
 MAX_FPS = 120
 MAX_FRAMES = 24 * 60 * 60 * 30  # a day at 30 fps: a bound that catches unit mistakes
+MAX_SECONDS = 24 * 60 * 60      # a day
 MAX_GRID = 8
 VERSION = 1  # bump when the frames a given set of options means change
 
@@ -118,8 +122,14 @@ def check_common(args) -> int:
         in_range(args.smoothing, "--smoothing", 0.0, 600.0)
     if args.radius is not None:
         in_range(args.radius, "--radius", 0.001, 10.0)
+    if not math.isfinite(args.seconds):  # inf and 1e400 (which float() reads as inf), nan
+        raise BakeryError(f"--seconds must be a finite number of seconds, got {args.seconds}")
     if not args.seconds > 0:
         raise BakeryError(f"--seconds must be positive, got {args.seconds}")
+    if args.seconds > MAX_SECONDS:
+        raise BakeryError(f"--seconds {args.seconds:g} is more than a day: at most {MAX_SECONDS}")
+    if args.grid is not None:
+        parse_grid(args.grid)  # before the model loads
     frames = round(args.seconds * args.fps)
     minimum = 3 if args.kind == "circular" else 2
     if not minimum <= frames <= MAX_FRAMES:
@@ -187,12 +197,60 @@ def job_key(args, sha256: str, cutoff) -> dict:
     return key
 
 
+def finished_record_path(out: Path) -> Path:
+    """Beside the output, hidden like its chunk folder: what the finished video was made from."""
+    return out.parent / f".{out.name}.json"
+
+
+def finished_key(args, model_path: Path, cutoff, frames: int) -> dict:
+    from bakery.fsutil import sha256_file
+
+    return {**job_key(args, sha256_file(model_path), cutoff), "frames": frames}
+
+
+def is_finished(out: Path, record_path: Path, key_of) -> bool:
+    """Verify, don't trust: the output is the file the last run wrote (size and sha256), it was
+    made with the same model and options, and ffmpeg reads it as that video (codec, size, fps,
+    length)."""
+    import json
+
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict):
+        return False
+    key = key_of()  # hashes the model: only when there is a record to compare with
+    if record.get("key") != key or not verifies(out, record):
+        return False
+    return probes_as(out, record.get("size"), key["fps"], key["frames"])
+
+
+def probes_as(out: Path, size, fps: int, frames: int) -> bool:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(out))
+    try:
+        meta = next(reader)
+    except (OSError, RuntimeError, StopIteration):
+        return False
+    finally:
+        reader.close()
+    return (meta.get("codec") == "h264" and list(meta.get("size") or ()) == size
+            and meta.get("fps") == fps and abs(meta.get("duration", 0) - frames / fps) <= 1.0 / fps)
+
+
 def run_video(config, args) -> None:
     frames = check_common(args)
     model_path, cutoff = model_and_cutoff(config, args)
     if args.class_index is None and args.model is None:
         args.class_index = config.images.bands[0].class_index  # as `bakery figures` does
     out = output_path(config, args)
+    record_path = finished_record_path(out)
+    if is_finished(out, record_path, lambda: finished_key(args, model_path, cutoff, frames)):
+        log.info("video: %s is already rendered with this model and these options (verified); "
+                 "delete it to render it again", out)
+        return
 
     from bakery.images.checkpoints import load_generator
     from bakery.images.generator import Renderer
@@ -220,5 +278,7 @@ def run_video(config, args) -> None:
     finally:
         bar.close()
     video.finish()
+    write_json_atomic(record_path, {"key": {**job_key(args, model.sha256, cutoff), "frames": frames},
+                                    "size": [kind.width, kind.height], **record_file(out)})
     log.info("video: wrote %s (%dx%d, %d frames, %.1f s, %.2f MB)", out, kind.width, kind.height, frames,
              frames / args.fps, out.stat().st_size / 1e6)
