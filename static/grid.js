@@ -1,8 +1,12 @@
 // The grid: a screenful of faces, one tile swapping at a time at staggered moments (each new
-// face preloaded, then swapped in atomically), no ID twice on screen. `grid.html?scroll`:
-// an endless, slowly rising wall; a row that leaves the top is recycled below with new
-// faces, loaded while still off screen. One requestAnimationFrame loop moves the wall by
-// transform only; it pauses in hidden tabs and never runs under prefers-reduced-motion.
+// face preloaded, then swapped in atomically). `grid.html?scroll`: an endless, slowly rising
+// wall; a row that leaves the top is recycled below with new faces, loaded while still off
+// screen. One requestAnimationFrame loop moves the wall by transform only; it pauses in
+// hidden tabs and never runs under prefers-reduced-motion.
+// The wall is always full, whatever the site's size: while the pool has IDs not on the wall,
+// a tile gets one of those (no ID twice); a pool smaller than the wall repeats its IDs, the
+// least shown first, never the same face in two neighbouring tiles (side by side or one
+// above the other).
 "use strict";
 (function () {
   const B = window.Bakery, data = B.data;
@@ -14,18 +18,64 @@
   const TILE_PX = 320;  // target tile width: 2 columns on a phone, 12 on a 4K screen
 
   let pool = B.Pool(B.chosenPsi());
-  let rows = [];  // [{el, tiles: [{el, id, next}]}], top to bottom
+  let rows = [];  // [{el, tiles: [{el, row, col, id, next}]}], top to bottom
   let tileSize = 0, offset = 0, lastFrame = null, frameRequest = null;
   let timer = null, stopped = false, order = [], generation = 0;
 
-  // IDs on screen or on their way there: never picked twice.
-  function taken() {
-    const ids = new Set();
+  // The IDs a tile shows or is loading.
+  function idsOf(tile) {
+    return [tile.id, tile.next].filter((id) => id !== null);
+  }
+
+  // The face a tile shows once its pending swap (if any) lands. Only the moving wall has
+  // several swaps in flight, all in the row below the screen, so neighbours are compared by
+  // these: a pool of three IDs still fits a new row.
+  function eventual(tile) {
+    return tile.next !== null ? tile.next : tile.id;
+  }
+
+  // Up to four tiles: left and right in its row, the same column in the rows above and below.
+  function neighbours(tile) {
+    const r = rows.indexOf(tile.row), c = tile.col, around = [];
+    for (const row of [rows[r - 1], rows[r + 1]]) if (row) around.push(row.tiles[c]);
+    for (const cc of [c - 1, c + 1]) if (tile.row.tiles[cc]) around.push(tile.row.tiles[cc]);
+    return around;
+  }
+
+  // How many tiles show or are loading each ID, leaving out the tile being refilled.
+  function wallCounts(except) {
+    const counts = new Map();
     for (const row of rows) for (const t of row.tiles) {
-      if (t.id !== null) ids.add(t.id);
-      if (t.next !== null) ids.add(t.next);
+      if (t === except) continue;
+      for (const id of new Set(idsOf(t))) counts.set(id, (counts.get(id) || 0) + 1);
     }
-    return ids;
+    return counts;
+  }
+
+  // A face for one tile: an ID not on the wall (`shown.has(id)` false) when the pool has one;
+  // otherwise, among the IDs not in `banned`, one of the least shown (`counts`). null when
+  // every ID is banned (a pool of one or two IDs cannot fill a wall without neighbours repeating).
+  function choose(shown, counts, banned) {
+    const fresh = pool.pick(shown);
+    if (fresh) return fresh;
+    let best = [], fewest = Infinity;
+    for (let k = 0; k < pool.total; k++) {  // reached only when the pool is all on the wall: small
+      const choice = pool.at(k);
+      if (banned.has(choice.id)) continue;
+      const n = counts.get(choice.id) || 0;
+      if (n < fewest) { fewest = n; best = []; }
+      if (n === fewest) best.push(choice);
+    }
+    return best.length ? best[Math.floor(Math.random() * best.length)] : null;
+  }
+
+  // A face for the tile: not one of its neighbours'; when it swaps in place (`change`), not
+  // its current one either (a recycled row's old face may come back in its new place).
+  function chooseFor(tile, change) {
+    const counts = wallCounts(tile);
+    const banned = new Set(neighbours(tile).map(eventual));
+    if (change && tile.id !== null) banned.add(tile.id);
+    return choose({ has: (id) => counts.has(id) || id === tile.id }, counts, banned);
   }
 
   function tileHref(id) {
@@ -34,9 +84,9 @@
   }
 
   // Load a new face for the tile off screen, then swap it in with one DOM update.
-  function refill(tile) {
+  function refill(tile, change) {
     tile.next = null;
-    const choice = pool.pick(taken());
+    const choice = chooseFor(tile, change);
     if (!choice) return Promise.resolve(false);
     tile.next = choice.id;
     const mine = generation;
@@ -53,21 +103,20 @@
   }
 
   function makeRow(columns) {
-    const el = document.createElement("div");
-    el.className = "row";
-    const tiles = [];
+    const row = { el: document.createElement("div"), tiles: [] };
+    row.el.className = "row";
     for (let c = 0; c < columns; c++) {
       const a = document.createElement("a");
       a.className = "tile";
       a.hidden = true;
-      el.append(a);
-      tiles.push({ el: a, id: null, next: null });
+      row.el.append(a);
+      row.tiles.push({ el: a, row, col: c, id: null, next: null });
     }
-    return { el, tiles };
+    return row;
   }
 
-  // Columns from the width, rows to fill the height (moving: plus the rows scrolling in
-  // and one row ahead). A pool smaller than the grid leaves the last tiles empty.
+  // Columns from the width, rows to fill the height (moving: plus the row scrolling in and
+  // one row ahead).
   function layout() {
     generation++;
     order = [];
@@ -83,38 +132,57 @@
     fillAll();
   }
 
-  // Every tile at once, each face new and distinct (start and Refresh): load all, then one update.
+  // Every tile at once (start, Refresh, another psi): plan the whole wall row by row, each
+  // tile unlike its left and upper neighbours, load every face, then one update. While the
+  // pool is at least twice the wall, no face from before either.
   function fillAll() {
     const mine = ++generation;
     const tiles = rows.flatMap((r) => r.tiles);
-    // New faces everywhere, unless the pool is too small to avoid the ones shown now.
-    const avoid = pool.total >= 2 * tiles.length ? taken() : new Set();
-    const chosen = new Set(), picks = [];
+    const before = new Set(tiles.flatMap(idsOf));
+    const avoidBefore = pool.total >= 2 * tiles.length;
+    const counts = new Map(), plan = new Map();  // tile → choice
     for (const t of tiles) {
-      const choice = pool.pick(new Set([...avoid, ...chosen]));
-      picks.push(choice);
-      if (choice) chosen.add(choice.id);
+      const up = rows[rows.indexOf(t.row) - 1], left = t.row.tiles[t.col - 1];
+      const banned = new Set([up && plan.get(up.tiles[t.col]), left && plan.get(left)].filter(Boolean).map((c) => c.id));
+      const choice = choose({ has: (id) => counts.has(id) || (avoidBefore && before.has(id)) }, counts, banned);
+      plan.set(t, choice);
+      if (choice) counts.set(choice.id, (counts.get(choice.id) || 0) + 1);
     }
+    const picks = tiles.map((t) => plan.get(t));
     tiles.forEach((t, i) => { t.next = picks[i] ? picks[i].id : null; });
+    // A repeated ID is one download (the browser's image cache), decoded once per tile.
     Promise.all(picks.map((c) => (c ? B.loadImage(c.id, 1024).catch(() => null) : null))).then((imgs) => {
       if (mine !== generation) return;
       tiles.forEach((t, i) => {
+        const img = imgs[i];
         t.next = null;
-        t.id = imgs[i] ? picks[i].id : null;
-        t.el.hidden = !imgs[i];
-        if (imgs[i]) { t.el.replaceChildren(imgs[i]); t.el.href = tileHref(picks[i].id); }
+        t.id = img ? picks[i].id : null;
+        t.el.hidden = !img;
+        if (img) { t.el.replaceChildren(img); t.el.href = tileHref(picks[i].id); }
       });
       restart();
     });
   }
 
+  // A tile may swap unless it shows the only copy of an ID while the whole pool is on the
+  // wall: then every ID of the pool stays on screen (a pool smaller than the wall).
+  function swappable(tile) {
+    if (tile.id === null) return true;
+    const counts = wallCounts(tile);
+    return counts.has(tile.id) || pool.pick({ has: (id) => counts.has(id) || id === tile.id }) !== null;
+  }
+
   // Still grid: one tile per tick, in a fresh shuffled order each round, each tile about
   // every refresh_seconds; the next tick is scheduled only after this swap is on screen.
   function tick() {
-    if (order.length === 0) order = rows.flatMap((r) => r.tiles).sort(() => Math.random() - 0.5);
-    const tile = order.pop();
+    const count = rows.reduce((n, r) => n + r.tiles.length, 0);
+    let tile = null;
+    for (let tries = 0; tries <= count && (tile === null || !swappable(tile)); tries++) {
+      if (order.length === 0) order = rows.flatMap((r) => r.tiles).sort(() => Math.random() - 0.5);
+      tile = order.pop();
+    }
     const mine = generation;
-    refill(tile).then(() => { if (mine === generation) scheduleTick(); });
+    refill(tile, true).then(() => { if (mine === generation) scheduleTick(); });
   }
 
   function scheduleTick() {
@@ -137,8 +205,12 @@
       const top = rows.shift();
       rows.push(top);
       track.append(top.el);
-      // Off screen now; a tile no spare ID could refill is emptied rather than shown twice.
-      top.tiles.forEach((t) => { t.id = null; refill(t).then((ok) => { if (!ok && t.id === null) t.el.hidden = true; }); });
+      // Off screen now, below the last row: new faces, unlike the row above and each other. It
+      // keeps its old faces until the new ones are decoded; a tile that no ID fits (a pool of
+      // one or two) is emptied rather than showing a face next to its twin.
+      top.tiles.forEach((t) => refill(t).then((ok) => {
+        if (!ok && t.next === null && neighbours(t).some((n) => eventual(n) === t.id)) { t.el.hidden = true; t.id = null; }
+      }));
     }
     track.style.transform = "translate3d(0," + (-offset).toFixed(2) + "px,0)";
     frameRequest = requestAnimationFrame(frame);
