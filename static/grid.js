@@ -2,11 +2,8 @@
 // face preloaded, then swapped in atomically). `grid.html?scroll`: an endless, slowly rising
 // wall; a row that leaves the top is recycled below with new faces, loaded while still off
 // screen. One requestAnimationFrame loop moves the wall by transform only; it pauses in
-// hidden tabs and never runs under prefers-reduced-motion.
-// The wall is always full, whatever the site's size: while the pool has IDs not on the wall,
-// a tile gets one of those (no ID twice); a pool smaller than the wall repeats its IDs, the
-// least shown first, never the same face in two neighbouring tiles (side by side or one
-// above the other).
+// hidden tabs and never runs under prefers-reduced-motion. The wall is always full: no ID
+// twice while the pool has enough; a smaller pool repeats IDs, never in neighbouring tiles.
 "use strict";
 (function () {
   const B = window.Bakery, data = B.data;
@@ -22,60 +19,38 @@
   let tileSize = 0, offset = 0, lastFrame = null, frameRequest = null;
   let timer = null, stopped = false, order = [], generation = 0;
 
-  // The IDs a tile shows or is loading.
-  function idsOf(tile) {
-    return [tile.id, tile.next].filter((id) => id !== null);
-  }
+  // Tile → the IDs it shows or is loading; the face it will show once its swap (if any) lands.
+  const idsOf = (t) => [t.id, t.next].filter((id) => id !== null);
+  const eventual = (t) => (t.next !== null ? t.next : t.id);
 
-  // The face a tile shows once its pending swap (if any) lands. Only the moving wall has
-  // several swaps in flight, all in the row below the screen, so neighbours are compared by
-  // these: a pool of three IDs still fits a new row.
-  function eventual(tile) {
-    return tile.next !== null ? tile.next : tile.id;
-  }
-
-  // Up to four tiles: left and right in its row, the same column in the rows above and below.
+  // Left and right in its row, the same column in the rows above and below.
   function neighbours(tile) {
-    const r = rows.indexOf(tile.row), c = tile.col, around = [];
-    for (const row of [rows[r - 1], rows[r + 1]]) if (row) around.push(row.tiles[c]);
-    for (const cc of [c - 1, c + 1]) if (tile.row.tiles[cc]) around.push(tile.row.tiles[cc]);
-    return around;
+    const r = rows.indexOf(tile.row), c = tile.col;
+    return [rows[r - 1] && rows[r - 1].tiles[c], rows[r + 1] && rows[r + 1].tiles[c],
+      tile.row.tiles[c - 1], tile.row.tiles[c + 1]].filter(Boolean);
   }
 
-  // How many tiles show or are loading each ID, leaving out the tile being refilled.
-  function wallCounts(except) {
+  // A face for the tile: an ID not on the wall (nor in `avoid`) while the pool has one; else
+  // one of the least shown, never a neighbour's (compared by what they will show: swaps in
+  // flight are all off screen) nor, with `change`, its own. null when nothing fits (a pool
+  // of one ID: the tile stays empty rather than beside its twin).
+  function chooseFor(tile, change, avoid) {
     const counts = new Map();
     for (const row of rows) for (const t of row.tiles) {
-      if (t === except) continue;
-      for (const id of new Set(idsOf(t))) counts.set(id, (counts.get(id) || 0) + 1);
+      if (t !== tile) for (const id of new Set(idsOf(t))) counts.set(id, (counts.get(id) || 0) + 1);
     }
-    return counts;
-  }
-
-  // A face for one tile: an ID not on the wall (`shown.has(id)` false) when the pool has one;
-  // otherwise, among the IDs not in `banned`, one of the least shown (`counts`). null when
-  // every ID is banned (a pool of one or two IDs cannot fill a wall without neighbours repeating).
-  function choose(shown, counts, banned) {
-    const fresh = pool.pick(shown);
+    const fresh = pool.pick({ has: (id) => counts.has(id) || id === tile.id || (avoid && avoid.has(id)) });
     if (fresh) return fresh;
+    const banned = new Set(neighbours(tile).map(eventual));
+    if (change) banned.add(tile.id);
     let best = [], fewest = Infinity;
-    for (let k = 0; k < pool.total; k++) {  // reached only when the pool is all on the wall: small
-      const choice = pool.at(k);
-      if (banned.has(choice.id)) continue;
-      const n = counts.get(choice.id) || 0;
+    for (let k = 0; k < pool.total; k++) {  // only when the whole pool is on the wall: small
+      const choice = pool.at(k), n = counts.get(choice.id) || 0;
+      if (banned.has(choice.id) || n > fewest) continue;
       if (n < fewest) { fewest = n; best = []; }
-      if (n === fewest) best.push(choice);
+      best.push(choice);
     }
     return best.length ? best[Math.floor(Math.random() * best.length)] : null;
-  }
-
-  // A face for the tile: not one of its neighbours'; when it swaps in place (`change`), not
-  // its current one either (a recycled row's old face may come back in its new place).
-  function chooseFor(tile, change) {
-    const counts = wallCounts(tile);
-    const banned = new Set(neighbours(tile).map(eventual));
-    if (change && tile.id !== null) banned.add(tile.id);
-    return choose({ has: (id) => counts.has(id) || id === tile.id }, counts, banned);
   }
 
   function tileHref(id) {
@@ -86,7 +61,7 @@
   // Load a new face for the tile off screen, then swap it in with one DOM update.
   function refill(tile, change) {
     tile.next = null;
-    const choice = chooseFor(tile, change);
+    const choice = chooseFor(tile, change, null);
     if (!choice) return Promise.resolve(false);
     tile.next = choice.id;
     const mine = generation;
@@ -132,57 +107,46 @@
     fillAll();
   }
 
-  // Every tile at once (start, Refresh, another psi): plan the whole wall row by row, each
-  // tile unlike its left and upper neighbours, load every face, then one update. While the
-  // pool is at least twice the wall, no face from before either.
+  // Every tile at once (start, Refresh, another psi): choose row by row, load every face,
+  // then one update. While the pool is twice the wall, no face from before either.
   function fillAll() {
     const mine = ++generation;
     const tiles = rows.flatMap((r) => r.tiles);
     const before = new Set(tiles.flatMap(idsOf));
-    const avoidBefore = pool.total >= 2 * tiles.length;
-    const counts = new Map(), plan = new Map();  // tile → choice
-    for (const t of tiles) {
-      const up = rows[rows.indexOf(t.row) - 1], left = t.row.tiles[t.col - 1];
-      const banned = new Set([up && plan.get(up.tiles[t.col]), left && plan.get(left)].filter(Boolean).map((c) => c.id));
-      const choice = choose({ has: (id) => counts.has(id) || (avoidBefore && before.has(id)) }, counts, banned);
-      plan.set(t, choice);
-      if (choice) counts.set(choice.id, (counts.get(choice.id) || 0) + 1);
-    }
-    const picks = tiles.map((t) => plan.get(t));
-    tiles.forEach((t, i) => { t.next = picks[i] ? picks[i].id : null; });
+    const avoid = pool.total >= 2 * tiles.length ? before : null;
+    tiles.forEach((t) => { t.id = t.next = null; });  // the old faces stay on screen meanwhile
+    const picks = tiles.map((t) => { const c = chooseFor(t, false, avoid); t.next = c && c.id; return c; });
     // A repeated ID is one download (the browser's image cache), decoded once per tile.
     Promise.all(picks.map((c) => (c ? B.loadImage(c.id, 1024).catch(() => null) : null))).then((imgs) => {
       if (mine !== generation) return;
       tiles.forEach((t, i) => {
-        const img = imgs[i];
         t.next = null;
-        t.id = img ? picks[i].id : null;
-        t.el.hidden = !img;
-        if (img) { t.el.replaceChildren(img); t.el.href = tileHref(picks[i].id); }
+        t.id = imgs[i] ? picks[i].id : null;
+        t.el.hidden = !imgs[i];
+        if (imgs[i]) { t.el.replaceChildren(imgs[i]); t.el.href = tileHref(t.id); }
       });
       restart();
     });
   }
 
-  // A tile may swap unless it shows the only copy of an ID while the whole pool is on the
-  // wall: then every ID of the pool stays on screen (a pool smaller than the wall).
-  function swappable(tile) {
-    if (tile.id === null) return true;
-    const counts = wallCounts(tile);
-    return counts.has(tile.id) || pool.pick({ has: (id) => counts.has(id) || id === tile.id }) !== null;
-  }
-
   // Still grid: one tile per tick, in a fresh shuffled order each round, each tile about
   // every refresh_seconds; the next tick is scheduled only after this swap is on screen.
+  // While the whole pool is on the wall, a tile showing an ID's only copy is passed over,
+  // so every ID stays on screen.
   function tick() {
-    const count = rows.reduce((n, r) => n + r.tiles.length, 0);
+    const tiles = rows.flatMap((r) => r.tiles);
     let tile = null;
-    for (let tries = 0; tries <= count && (tile === null || !swappable(tile)); tries++) {
-      if (order.length === 0) order = rows.flatMap((r) => r.tiles).sort(() => Math.random() - 0.5);
+    for (let tries = 0; tries <= tiles.length && (!tile || (tile.id !== null && !swappable(tile, tiles))); tries++) {
+      if (order.length === 0) order = tiles.slice().sort(() => Math.random() - 0.5);
       tile = order.pop();
     }
     const mine = generation;
     refill(tile, true).then(() => { if (mine === generation) scheduleTick(); });
+  }
+
+  function swappable(tile, tiles) {
+    return tiles.some((t) => t !== tile && idsOf(t).includes(tile.id)) ||
+      pool.pick({ has: (id) => id === tile.id || tiles.some((t) => idsOf(t).includes(id)) }) !== null;
   }
 
   function scheduleTick() {
@@ -205,9 +169,8 @@
       const top = rows.shift();
       rows.push(top);
       track.append(top.el);
-      // Off screen now, below the last row: new faces, unlike the row above and each other. It
-      // keeps its old faces until the new ones are decoded; a tile that no ID fits (a pool of
-      // one or two) is emptied rather than showing a face next to its twin.
+      // Off screen now, below the last row: new faces, each shown once decoded; a tile that no
+      // ID fits (a pool of one) is emptied rather than left beside its twin.
       top.tiles.forEach((t) => refill(t).then((ok) => {
         if (!ok && t.next === null && neighbours(t).some((n) => eventual(n) === t.id)) { t.el.hidden = true; t.id = null; }
       }));
