@@ -320,7 +320,7 @@ def test_4k_caps_the_image_at_twice_its_pixels_and_centres_it(browser, site):
     w.close()
 
 
-@pytest.mark.parametrize("size", [(390, 844), (1366, 768), (1920, 1080), (3840, 2160)])
+@pytest.mark.parametrize("size", [(390, 844), (1000, 800), (1366, 768), (1920, 1080), (3840, 2160)])
 def test_title_controls_and_footer_line_up_with_the_image(browser, site, size):
     """Issue 23 item 11: at 4K the controls row sat at the screen's left while the image was centred."""
     w = Watched(browser, site, *size)
