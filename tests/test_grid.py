@@ -1,7 +1,10 @@
 """The grid page in a real browser (Playwright's fake clock): tiles per viewport, staggered
-atomic swaps, no ID twice on screen, stop/resume/refresh, tile → pair link, the moving wall
-(moves, recycles rows, pauses when hidden, still under reduced motion), the psi filter, the
-CSP. One browser for the whole module."""
+atomic swaps, no ID twice on screen while the pool is large enough, stop/resume/refresh,
+tile → pair link, the moving wall (moves, recycles rows, pauses when hidden, still under
+reduced motion), the psi filter, the CSP; and a wall that stays full for 30 s at phone, 1080p
+and 4K with pools smaller than the screen (12, 3, 2 IDs: repeats, never beside or above its
+twin). `pytest -s` prints the visible-face series; BAKERY_GRID_SERIES=folder writes them as
+JSON. One browser for the whole module."""
 
 from __future__ import annotations
 
