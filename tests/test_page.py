@@ -339,10 +339,12 @@ def test_title_controls_and_footer_line_up_with_the_image(browser, site, size):
 
 
 def test_footer_above_the_fold_at_1366x768_and_phone_fits(browser, site):
-    w = Watched(browser, site, 1366, 768)
-    footer = w.page.locator(".footer").bounding_box()
-    assert footer["y"] + footer["height"] <= 768, footer
-    w.close()
+    for address in ("", "#999"):  # also with the "does not exist" notice up (beside the title)
+        w = Watched(browser, site + address, 1366, 768)
+        assert w.page.locator("#notice").is_visible() == bool(address)
+        footer = w.page.locator(".footer").bounding_box()
+        assert footer["y"] + footer["height"] <= 768, (address, footer)
+        w.close()
     w = Watched(browser, site, 375, 812)
     assert w.page.evaluate("document.documentElement.scrollWidth") <= 375
     assert w.page.locator("#frame img").bounding_box()["width"] >= 300
