@@ -1,8 +1,9 @@
 // The grid: a screenful of faces, one tile swapping at a time at staggered moments (each new
-// face preloaded, then swapped in atomically), no ID twice on screen. `grid.html?scroll`:
-// an endless, slowly rising wall; a row that leaves the top is recycled below with new
-// faces, loaded while still off screen. One requestAnimationFrame loop moves the wall by
-// transform only; it pauses in hidden tabs and never runs under prefers-reduced-motion.
+// face preloaded, then swapped in atomically). `grid.html?scroll`: an endless, slowly rising
+// wall; a row that leaves the top is recycled below with new faces, loaded while still off
+// screen. One requestAnimationFrame loop moves the wall by transform only; it pauses in
+// hidden tabs and never runs under prefers-reduced-motion. The wall is always full: no ID
+// twice while the pool has enough; a smaller pool repeats IDs, never in neighbouring tiles.
 "use strict";
 (function () {
   const B = window.Bakery, data = B.data;
@@ -14,18 +15,42 @@
   const TILE_PX = 320;  // target tile width: 2 columns on a phone, 12 on a 4K screen
 
   let pool = B.Pool(B.chosenPsi());
-  let rows = [];  // [{el, tiles: [{el, id, next}]}], top to bottom
+  let rows = [];  // [{el, tiles: [{el, row, col, id, next}]}], top to bottom
   let tileSize = 0, offset = 0, lastFrame = null, frameRequest = null;
   let timer = null, stopped = false, order = [], generation = 0;
 
-  // IDs on screen or on their way there: never picked twice.
-  function taken() {
-    const ids = new Set();
+  // Tile → the IDs it shows or is loading; the face it will show once its swap (if any) lands.
+  const idsOf = (t) => [t.id, t.next].filter((id) => id !== null);
+  const eventual = (t) => (t.next !== null ? t.next : t.id);
+
+  // Left and right in its row, the same column in the rows above and below.
+  function neighbours(tile) {
+    const r = rows.indexOf(tile.row), c = tile.col;
+    return [rows[r - 1] && rows[r - 1].tiles[c], rows[r + 1] && rows[r + 1].tiles[c],
+      tile.row.tiles[c - 1], tile.row.tiles[c + 1]].filter(Boolean);
+  }
+
+  // A face for the tile: an ID not on the wall (nor in `avoid`) while the pool has one; else
+  // one of the least shown, never a neighbour's (compared by what they will show: swaps in
+  // flight are all off screen) nor, with `change`, its own. null when nothing fits (a pool
+  // of one ID: the tile stays empty rather than beside its twin).
+  function chooseFor(tile, change, avoid) {
+    const counts = new Map();
     for (const row of rows) for (const t of row.tiles) {
-      if (t.id !== null) ids.add(t.id);
-      if (t.next !== null) ids.add(t.next);
+      if (t !== tile) for (const id of new Set(idsOf(t))) counts.set(id, (counts.get(id) || 0) + 1);
     }
-    return ids;
+    const fresh = pool.pick({ has: (id) => counts.has(id) || id === tile.id || (avoid && avoid.has(id)) });
+    if (fresh) return fresh;
+    const banned = new Set(neighbours(tile).map(eventual));
+    if (change) banned.add(tile.id);
+    let best = [], fewest = Infinity;
+    for (let k = 0; k < pool.total; k++) {  // only when the whole pool is on the wall: small
+      const choice = pool.at(k), n = counts.get(choice.id) || 0;
+      if (banned.has(choice.id) || n > fewest) continue;
+      if (n < fewest) { fewest = n; best = []; }
+      best.push(choice);
+    }
+    return best.length ? best[Math.floor(Math.random() * best.length)] : null;
   }
 
   function tileHref(id) {
@@ -34,9 +59,9 @@
   }
 
   // Load a new face for the tile off screen, then swap it in with one DOM update.
-  function refill(tile) {
+  function refill(tile, change) {
     tile.next = null;
-    const choice = pool.pick(taken());
+    const choice = chooseFor(tile, change, null);
     if (!choice) return Promise.resolve(false);
     tile.next = choice.id;
     const mine = generation;
@@ -53,21 +78,20 @@
   }
 
   function makeRow(columns) {
-    const el = document.createElement("div");
-    el.className = "row";
-    const tiles = [];
+    const row = { el: document.createElement("div"), tiles: [] };
+    row.el.className = "row";
     for (let c = 0; c < columns; c++) {
       const a = document.createElement("a");
       a.className = "tile";
       a.hidden = true;
-      el.append(a);
-      tiles.push({ el: a, id: null, next: null });
+      row.el.append(a);
+      row.tiles.push({ el: a, row, col: c, id: null, next: null });
     }
-    return { el, tiles };
+    return row;
   }
 
-  // Columns from the width, rows to fill the height (moving: plus the rows scrolling in
-  // and one row ahead). A pool smaller than the grid leaves the last tiles empty.
+  // Columns from the width, rows to fill the height (moving: plus the row scrolling in and
+  // one row ahead).
   function layout() {
     generation++;
     order = [];
@@ -83,26 +107,23 @@
     fillAll();
   }
 
-  // Every tile at once, each face new and distinct (start and Refresh): load all, then one update.
+  // Every tile at once (start, Refresh, another psi): choose row by row, load every face,
+  // then one update. While the pool is twice the wall, no face from before either.
   function fillAll() {
     const mine = ++generation;
     const tiles = rows.flatMap((r) => r.tiles);
-    // New faces everywhere, unless the pool is too small to avoid the ones shown now.
-    const avoid = pool.total >= 2 * tiles.length ? taken() : new Set();
-    const chosen = new Set(), picks = [];
-    for (const t of tiles) {
-      const choice = pool.pick(new Set([...avoid, ...chosen]));
-      picks.push(choice);
-      if (choice) chosen.add(choice.id);
-    }
-    tiles.forEach((t, i) => { t.next = picks[i] ? picks[i].id : null; });
+    const before = new Set(tiles.flatMap(idsOf));
+    const avoid = pool.total >= 2 * tiles.length ? before : null;
+    tiles.forEach((t) => { t.id = t.next = null; });  // the old faces stay on screen meanwhile
+    const picks = tiles.map((t) => { const c = chooseFor(t, false, avoid); t.next = c && c.id; return c; });
+    // A repeated ID is one download (the browser's image cache), decoded once per tile.
     Promise.all(picks.map((c) => (c ? B.loadImage(c.id, 1024).catch(() => null) : null))).then((imgs) => {
       if (mine !== generation) return;
       tiles.forEach((t, i) => {
         t.next = null;
         t.id = imgs[i] ? picks[i].id : null;
         t.el.hidden = !imgs[i];
-        if (imgs[i]) { t.el.replaceChildren(imgs[i]); t.el.href = tileHref(picks[i].id); }
+        if (imgs[i]) { t.el.replaceChildren(imgs[i]); t.el.href = tileHref(t.id); }
       });
       restart();
     });
@@ -110,11 +131,22 @@
 
   // Still grid: one tile per tick, in a fresh shuffled order each round, each tile about
   // every refresh_seconds; the next tick is scheduled only after this swap is on screen.
+  // While the whole pool is on the wall, a tile showing an ID's only copy is passed over,
+  // so every ID stays on screen.
   function tick() {
-    if (order.length === 0) order = rows.flatMap((r) => r.tiles).sort(() => Math.random() - 0.5);
-    const tile = order.pop();
+    const tiles = rows.flatMap((r) => r.tiles);
+    let tile = null;
+    for (let tries = 0; tries <= tiles.length && (!tile || (tile.id !== null && !swappable(tile, tiles))); tries++) {
+      if (order.length === 0) order = tiles.slice().sort(() => Math.random() - 0.5);
+      tile = order.pop();
+    }
     const mine = generation;
-    refill(tile).then(() => { if (mine === generation) scheduleTick(); });
+    refill(tile, true).then(() => { if (mine === generation) scheduleTick(); });
+  }
+
+  function swappable(tile, tiles) {
+    return tiles.some((t) => t !== tile && idsOf(t).includes(tile.id)) ||
+      pool.pick({ has: (id) => id === tile.id || tiles.some((t) => idsOf(t).includes(id)) }) !== null;
   }
 
   function scheduleTick() {
@@ -137,8 +169,11 @@
       const top = rows.shift();
       rows.push(top);
       track.append(top.el);
-      // Off screen now; a tile no spare ID could refill is emptied rather than shown twice.
-      top.tiles.forEach((t) => { t.id = null; refill(t).then((ok) => { if (!ok && t.id === null) t.el.hidden = true; }); });
+      // Off screen now, below the last row: new faces, each shown once decoded; a tile that no
+      // ID fits (a pool of one) is emptied rather than left beside its twin.
+      top.tiles.forEach((t) => refill(t).then((ok) => {
+        if (!ok && t.next === null && neighbours(t).some((n) => eventual(n) === t.id)) { t.el.hidden = true; t.id = null; }
+      }));
     }
     track.style.transform = "translate3d(0," + (-offset).toFixed(2) + "px,0)";
     frameRequest = requestAnimationFrame(frame);

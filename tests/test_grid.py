@@ -1,7 +1,10 @@
 """The grid page in a real browser (Playwright's fake clock): tiles per viewport, staggered
-atomic swaps, no ID twice on screen, stop/resume/refresh, tile → pair link, the moving wall
-(moves, recycles rows, pauses when hidden, still under reduced motion), the psi filter, the
-CSP. One browser for the whole module."""
+atomic swaps, no ID twice on screen while the pool is large enough, stop/resume/refresh,
+tile → pair link, the moving wall (moves, recycles rows, pauses when hidden, still under
+reduced motion), the psi filter, the CSP; and a wall that stays full for 30 s at phone, 1080p
+and 4K with pools smaller than the screen (12, 3, 2 IDs: repeats, never beside or above its
+twin). `pytest -s` prints the visible-face series; BAKERY_GRID_SERIES=folder writes them as
+JSON. One browser for the whole module."""
 
 from __future__ import annotations
 
@@ -261,3 +264,124 @@ def test_screenshots(browser, site, tmp_path):
         assert target.stat().st_size > 5_000
         assert g.problems == []
         g.close()
+
+
+# --- A wall stays full (issue 23, item 1) --------------------------------------------------
+# The shipped default has 12 IDs per band: a phone shows ~12 tiles, 1080p ~24, 4K ~84. A wall
+# fuller than its pool repeats IDs, never two copies side by side or one above the other.
+
+SMALL_BANDS = {0.8: range(0, 12), 0.6: range(12, 24), 1.1: range(24, 36),  # the default site's shape
+               0.5: range(36, 39), 0.4: range(39, 41), 0.3: range(41, 42)}  # and tiny pools: 3, 2, 1 IDs
+WALL_VIEWPORTS = {"phone": (390, 844), "1080p": (1920, 1080), "4k": (3840, 2160)}
+SERIES_SECONDS = 30
+
+# Per sample: tile slots on screen (intersecting the wall's visible area), how many of them show
+# a loaded face, the share of the wall's visible area covered by loaded faces, and every pair
+# of neighbouring tiles (left/right, above/below, across the whole track) showing the same ID.
+WALL_STATE = """() => {
+  const wall = document.getElementById('wall').getBoundingClientRect();
+  const top = Math.max(wall.top, 0), bottom = Math.min(wall.bottom, innerHeight);
+  const left = Math.max(wall.left, 0), right = Math.min(wall.right, innerWidth);
+  let slots = 0, shown = 0, covered = 0;
+  const grid = [...document.querySelectorAll('#track .row')].map((row) => [...row.children].map((a) => {
+    const img = a.querySelector('img');
+    const loaded = !a.hidden && getComputedStyle(a).visibility !== 'hidden' && !!img && img.complete && img.naturalWidth > 0;
+    const r = a.getBoundingClientRect();
+    const w = Math.min(r.right, right) - Math.max(r.left, left), h = Math.min(r.bottom, bottom) - Math.max(r.top, top);
+    if (w > 0.5 && h > 0.5) { slots++; if (loaded) { shown++; covered += w * h; } }
+    return loaded ? Number(/example-(\\d+)/.exec(img.src)[1]) : null;
+  }));
+  const adjacent = [];
+  grid.forEach((row, r) => row.forEach((id, c) => {
+    if (id === null) return;
+    if (row[c + 1] === id) adjacent.push([id, r, c, 'right']);
+    if (grid[r + 1] && grid[r + 1][c] === id) adjacent.push([id, r, c, 'below']);
+  }));
+  return { slots, shown, coverage: covered / Math.max(1, (right - left) * (bottom - top)), adjacent,
+           distinct: new Set(grid.flat().filter((i) => i !== null)).size, ids: grid.flat() };
+}"""
+
+
+@pytest.fixture(scope="module")
+def small_site(tmp_path_factory):
+    """The default site's shape (three bands of 12 IDs) plus bands of 3, 2 and 1 IDs."""
+    toml = "".join(f'\n[[images.bands]]\nseeds = "{r.start}-{r.stop - 1}"\npsi = {psi}\n' for psi, r in SMALL_BANDS.items())
+    config = load_config(write_project(tmp_path_factory.mktemp("small-grid"), toml))
+    make_pairs(config, ids=range(42), snippet=lambda i: f"Snippet number {i}.", size=64)
+    build_site(config, quiet=True)
+    with serving(config) as url:
+        yield url
+
+
+def wall_series(browser, url: str, size: str, seconds: int = SERIES_SECONDS) -> list[dict]:
+    """Open the grid, then sample the wall once a second (Playwright's clock) for `seconds`."""
+    g = WatchedPage(browser, url, *WALL_VIEWPORTS[size], paused=True)
+    g.page.wait_for_function("() => document.querySelectorAll('#track .tile img').length > 0", timeout=15_000)
+    g.page.wait_for_timeout(300)  # the first fill's decodes
+    series = []
+    for second in range(seconds + 1):
+        for _ in range(4 if second else 0):
+            # a quarter second of page time, then real time for the images it asked for (a
+            # still-grid swap schedules the next one only once its image has decoded)
+            g.page.clock.run_for(250)
+            g.page.wait_for_timeout(25)
+        series.append(g.page.evaluate(WALL_STATE))
+    assert g.problems == []
+    g.close()
+    return series
+
+
+def record_series(name: str, series: list[dict]) -> None:
+    """Printed (pytest -s) and, with BAKERY_GRID_SERIES=folder, written as JSON for the notes."""
+    counts = [s["shown"] for s in series]
+    print(f"\n{name}: visible faces per second over {len(series) - 1} s: {counts} "
+          f"(tile slots on screen {min(s['slots'] for s in series)}-{max(s['slots'] for s in series)}, "
+          f"min coverage {min(s['coverage'] for s in series):.3f}, distinct IDs {series[-1]['distinct']}, "
+          f"tiles changed first to last {sum(a != b for a, b in zip(series[0]['ids'], series[-1]['ids']))}"
+          f"/{len(series[0]['ids'])})")
+    folder = os.environ.get("BAKERY_GRID_SERIES")
+    if folder:
+        import json
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.json").write_text(json.dumps([{k: v for k, v in s.items() if k != "ids"} for s in series]))
+
+
+@pytest.mark.parametrize("size", WALL_VIEWPORTS)
+@pytest.mark.parametrize("mode", ["moving", "still"])
+def test_a_wall_of_a_12_id_band_stays_full_for_30_seconds(browser, small_site, size, mode):
+    query = "?scroll&psi=1.1" if mode == "moving" else "?psi=1.1"
+    series = wall_series(browser, small_site + "grid.html" + query, size)
+    record_series(f"{mode}-{size}-12ids", series)
+    for second, sample in enumerate(series):
+        assert sample["shown"] == sample["slots"] and sample["coverage"] > 0.999, (second, sample)
+        assert sample["adjacent"] == [], f"{second} s: the same face side by side: {sample['adjacent']}"
+    # every ID of the band takes its turn: a wall with more tiles than IDs shows all 12
+    assert all(s["distinct"] >= min(12, s["slots"]) for s in series), [s["distinct"] for s in series]
+    if mode == "still":  # and the faces keep changing (each tile about every refresh_seconds = 15 s)
+        first, last = series[0]["ids"], series[-1]["ids"]
+        assert sum(a != b for a, b in zip(first, last)) >= len(first) // 2, (first, last)
+
+
+def test_still_grid_fills_4k_with_every_band(browser, small_site):
+    """42 IDs, 84 tiles at 4K: the still grid fills the screen (36 IDs showed 36 tiles and left the rest empty)."""
+    series = wall_series(browser, small_site + "grid.html?psi=all", "4k", seconds=5)
+    record_series("still-4k-42ids", series)
+    for sample in series:
+        assert sample["shown"] == sample["slots"] >= 12 * 6 and sample["coverage"] > 0.999, sample
+        assert sample["adjacent"] == []
+
+
+@pytest.mark.parametrize("psi, ids", [(0.5, 3), (0.4, 2), (0.3, 1)])
+@pytest.mark.parametrize("mode", ["moving", "still"])
+def test_tiny_pools_never_put_a_face_beside_its_twin(browser, small_site, mode, psi, ids):
+    """3 or 2 IDs still fill the wall (2: a checkerboard); 1 ID cannot, so every other tile stays empty."""
+    query = f"?scroll&psi={psi}" if mode == "moving" else f"?psi={psi}"
+    series = wall_series(browser, small_site + "grid.html" + query, "1080p", seconds=14)
+    record_series(f"{mode}-1080p-{ids}ids", series)
+    for second, sample in enumerate(series):
+        assert sample["adjacent"] == [], (second, sample["adjacent"])
+        assert sample["distinct"] == ids
+        if ids > 1:
+            assert sample["shown"] == sample["slots"] and sample["coverage"] > 0.999, (second, sample)
+        else:
+            assert sample["shown"] >= sample["slots"] // 2 - 1, (second, sample)

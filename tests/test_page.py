@@ -183,6 +183,24 @@ def test_noscript_fallback_shows_one_fixed_pair(browser, site):
     context.close()
 
 
+@pytest.mark.parametrize("size", [(320, 568), (1920, 1080), (3840, 2160)])
+def test_noscript_image_has_its_true_size_and_fits_the_screen(browser, site, size):
+    """Issue 23 item 10: the noscript image said width="1024" whatever the image; the site's are 256 px."""
+    context = browser.new_context(java_script_enabled=False, viewport={"width": size[0], "height": size[1]})
+    page = context.new_page()
+    page.goto(site)
+    img = page.locator("img[src='example-0.jpg']")
+    assert (img.get_attribute("width"), img.get_attribute("height")) == ("256", "256")
+    page.wait_for_function("() => document.querySelector('img[src=\"example-0.jpg\"]').complete")
+    box = img.bounding_box()
+    assert abs(box["width"] - box["height"]) < 1  # square, like the image
+    assert box["x"] >= 0 and box["x"] + box["width"] <= size[0]
+    assert page.evaluate("document.documentElement.scrollWidth") <= size[0]
+    if size[0] >= 1200:
+        assert box["y"] + box["height"] <= size[1]  # beside the text, within the screen
+    context.close()
+
+
 def test_screenshots(browser, site, tmp_path):
     """Phone and desktop screenshots; BAKERY_SCREENSHOTS=docs writes the README's copies
     (point BAKERY_SCREENSHOT_URL at a served real bake for those)."""
@@ -215,11 +233,40 @@ def test_hash_id_shows_that_pair_first_and_address_follows_without_history(brows
     assert w.page.evaluate("history.length") == length + 1  # only the hand-edited hash above
     assert w.problems == []
     w.close()
-    for bad in ("#abc", "#007", "#99", "#-1", "#1e3", "#" + "9" * 40, "#<img src=x onerror=alert(1)>"):
-        w = Watched(browser, site + bad)  # falls back to a random pair, no errors
-        assert 0 <= w.wait_for_pair() <= 11
+    for bad, said in [("#abc", "#abc"), ("#007", "#007"), ("#99", "#99"), ("#-1", "#-1"), ("#1e3", "#1e3"),
+                      ("#" + "9" * 40, "#" + "9" * 24 + "…"), ("#<img src=x onerror=alert(1)>", "#<img src=x onerror=alert…")]:
+        w = Watched(browser, site + bad)  # says so, then a random pair, whose ID the address takes
+        shown = w.wait_for_pair()
+        assert 0 <= shown <= 11
+        assert w.page.locator("#notice").text_content() == f"Pair {said} does not exist."
+        assert w.page.locator("#notice img").count() == 0 and w.page.evaluate("window.__xss") is None
+        assert w.page.url.endswith(f"#{shown}")
         assert w.problems == []
         w.close()
+
+
+def test_an_edited_address_naming_no_pair_says_so_and_keeps_the_pair(browser, site):
+    """Issue 23 item 11: `#999` typed into the address bar was left there while the old pair stayed."""
+    w = Watched(browser, site + "#4")
+    assert w.wait_for_pair() == 4
+    notice = w.page.locator("#notice")
+    assert notice.is_hidden()  # a good link says nothing
+    for bad in ("#999", "#abc"):
+        w.page.evaluate(f"location.hash = '{bad}'")
+        w.page.wait_for_function("() => !document.getElementById('notice').hidden", timeout=5_000)
+        assert notice.text_content() == f"Pair {bad} does not exist." and notice.get_attribute("role") == "status"
+        w.page.wait_for_function("() => location.hash === '#4'", timeout=5_000)  # the address names the pair on screen
+        assert w.shown() == (4, 4) and meta_id(w) == 4
+    w.page.evaluate("location.hash = '#9'")  # a real pair: shown, and the notice goes
+    assert w.wait_for_pair(other_than=4) == 9
+    assert notice.is_hidden() and w.page.url.endswith("#9")
+    w.page.evaluate("location.hash = '#999'")
+    w.page.wait_for_function("() => !document.getElementById('notice').hidden", timeout=5_000)
+    w.page.clock.run_for(15_500)  # the next pair on the timer clears it
+    w.wait_for_pair(other_than=9)
+    assert notice.is_hidden()
+    assert w.problems == []
+    w.close()
 
 
 def test_psi_choice_restricts_the_main_page_to_that_band(browser, site):
@@ -273,11 +320,31 @@ def test_4k_caps_the_image_at_twice_its_pixels_and_centres_it(browser, site):
     w.close()
 
 
-def test_footer_above_the_fold_at_1366x768_and_phone_fits(browser, site):
-    w = Watched(browser, site, 1366, 768)
-    footer = w.page.locator(".footer").bounding_box()
-    assert footer["y"] + footer["height"] <= 768, footer
+@pytest.mark.parametrize("size", [(390, 844), (1000, 800), (1366, 768), (1920, 1080), (3840, 2160)])
+def test_title_controls_and_footer_line_up_with_the_image(browser, site, size):
+    """Issue 23 item 11: at 4K the controls row sat at the screen's left while the image was centred."""
+    w = Watched(browser, site, *size)
+    img = w.page.locator("#frame img").bounding_box()
+    lefts = {name: w.page.locator(selector).bounding_box()["x"] for name, selector in
+             {"title": ".title", "controls": "#controls", "footer": ".footer p"}.items()}
+    assert all(abs(x - img["x"]) <= 1 for x in lefts.values()), (img["x"], lefts)
+    pair = w.page.locator("#pair").bounding_box()
+    text = w.page.locator("#snippet").bounding_box()
+    right = text["x"] + text["width"] if size[0] >= 1200 else img["x"] + img["width"]
+    assert abs((img["x"] + right) / 2 - size[0] / 2) <= 2, "the image and text are not centred on the screen"
+    assert abs(pair["x"] + pair["width"] - right) <= 1  # the column ends where the text ends
+    assert w.page.evaluate("document.documentElement.scrollWidth") <= size[0]
+    assert w.problems == []
     w.close()
+
+
+def test_footer_above_the_fold_at_1366x768_and_phone_fits(browser, site):
+    for address in ("", "#999"):  # also with the "does not exist" notice up (beside the title)
+        w = Watched(browser, site + address, 1366, 768)
+        assert w.page.locator("#notice").is_visible() == bool(address)
+        footer = w.page.locator(".footer").bounding_box()
+        assert footer["y"] + footer["height"] <= 768, (address, footer)
+        w.close()
     w = Watched(browser, site, 375, 812)
     assert w.page.evaluate("document.documentElement.scrollWidth") <= 375
     assert w.page.locator("#frame img").bounding_box()["width"] >= 300

@@ -163,15 +163,30 @@ def content_security_policy(config) -> str:
     ])
 
 
-def fallback_pair(config, ids: list[int], snippets: dict[int, Path]) -> dict | None:
-    """The one fixed pair shown to visitors without JavaScript."""
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) in pixels, from the JPEG's header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise BakeryError(f"{path}: not a readable image ({exc})") from None
+
+
+def fallback_pair(config, ids: list[int], images: dict[int, Path], snippets: dict[int, Path]) -> dict | None:
+    """The one fixed pair shown to visitors without JavaScript, with the image's true pixel size
+    (the browser reserves its aspect ratio before it loads; the stylesheet scales it to the frame)."""
     if not ids:
         return None
     chosen = config.site.noscript_id if config.site.noscript_id in snippets and config.site.noscript_id in ids else ids[0]
     text = read_snippet(snippets[chosen])
     m = TITLE_RE.match(text)
+    width, height = image_size(images[chosen])
     return {
         "id": chosen,
+        "width": width,
+        "height": height,
         "alt": f"Generated anime face #{chosen}",
         "title": m.group(1) if m else None,
         "body": text[m.end():] if m else text,
@@ -217,11 +232,11 @@ def render_page(config, name: str, context: dict) -> str:
         raise BakeryError(f"{config.site.templates_dir / name}: template error: {exc}") from None
 
 
-def page_context(config, ids: list[int], snippets: dict[int, Path], assets: dict, downloads: dict) -> dict:
+def page_context(config, ids: list[int], fallback: dict | None, assets: dict, downloads: dict) -> dict:
     data = {"refresh_seconds": config.site.refresh_seconds, "bands": group_by_band(config, ids)}
     return {
         "site": config.site, "csp": content_security_policy(config), "assets": assets,
-        "data": data, "count": len(ids), "fallback": fallback_pair(config, ids, snippets),
+        "data": data, "count": len(ids), "fallback": fallback,
         "mirror_command": mirror_command(config), "downloads": downloads,
     }
 
@@ -277,9 +292,10 @@ def build_site(config, quiet: bool = False, allow_empty: bool = False) -> SiteRe
     downloads = write_downloads(config, mirror_command(config))
 
     pages, weights = {}, {}
+    fallback = fallback_pair(config, ids, images, snippets)
     for name in PAGES:
         assets = {"css": css_href, "pairs": scripts[SHARED_SCRIPT], "page": scripts[PAGE_SCRIPTS[name]]}
-        pages[name] = render_page(config, name, page_context(config, ids, snippets, assets, downloads))
+        pages[name] = render_page(config, name, page_context(config, ids, fallback, assets, downloads))
         weights[name] = len(pages[name].encode()) + sum(
             (public / assets[k]).stat().st_size for k in ("css", "pairs", "page"))
     write_json_atomic(config.build_dir / "site" / "manifest.json", {
