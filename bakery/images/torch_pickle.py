@@ -182,10 +182,12 @@ def _fast_storage_head(data: bytes):
     if (len(key) != m["klen"][0] or m["key2"] != key or len(m["key2"]) != m["klen2"][0]
             or len(m["loc"]) != m["llen"][0] or kind not in STORAGE_DTYPES):
         return None
-    raw = m["n1"] or m["n2"] or m["n4"]
-    numel = int.from_bytes(raw, "little", signed=True)
-    if numel < 0:
-        return None
+    if m["n4"] is not None:
+        numel = int.from_bytes(m["n4"], "little", signed=True)  # BININT is signed, BININT1/2 are not
+        if numel < 0:
+            return None
+    else:
+        numel = int.from_bytes(m["n1"] or m["n2"], "little")
     return _Storage(_StorageType(kind), numel), m["le"] == b"\x88", m.end(), key.decode("ascii")
 
 
@@ -283,6 +285,10 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
         raise CheckpointError(f"{source}: malformed tensor layout (offset {describe(storage_offset)}, size "
                               f"{describe(size)}, stride {describe(stride)})")
     array = storage.array
+    numel = math.prod(size)
+    if stride == _contiguous(size) and storage_offset + numel <= array.size:  # the usual case, same checks
+        session.charge(numel * array.itemsize, f"a tensor of size {list(size)}")
+        return array[storage_offset:storage_offset + numel].reshape(size).copy()
     if storage_offset > array.size:
         raise CheckpointError(f"{source}: tensor offset {storage_offset} past its storage ({array.size} elements)")
     if 0 not in size:
@@ -295,12 +301,20 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
         if storage_offset + reach >= array.size:
             raise CheckpointError(f"{source}: tensor of size {list(size)} reaches past its storage "
                                   f"({array.size} elements)")
-    numel = math.prod(size)
     session.charge(numel * array.itemsize, f"a tensor of size {list(size)}")
     item = array.itemsize
     view = np.lib.stride_tricks.as_strided(array[storage_offset:], shape=size,
                                            strides=tuple(s * item for s in stride), writeable=False)
     return np.array(view)
+
+
+def _contiguous(size: tuple) -> tuple:
+    """torch's strides of a contiguous tensor of this size."""
+    strides, step = [], 1
+    for n in reversed(size):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def _encode_latin1(text, encoding="latin1"):

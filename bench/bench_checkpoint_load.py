@@ -1,0 +1,150 @@
+"""Checkpoint loading time: the hardened loaders (safe_pickle: opcode scan, numpy stand-ins, bounded
+plain copy) against the loaders before the hardening, side by side in one process.
+
+For the shipped demo model and every fixture checkpoint in tests/fixtures, alternating old and
+new so that both see the same machine load, the median of --rounds loads each of:
+
+  load_generator: file → a ready generator (what `bakery generate` pays to load a model)
+  parse: file → the checkpoint's plain data (format sniff + loader, no generator built)
+
+The old loaders are the modules at --baseline (default 5f874cc, before issue 20) taken with
+`git show` into a temporary folder; the old load_generator is that commit's checkpoint code with
+today's architecture builders (unchanged by the hardening apart from error messages). Prints
+`name: value unit` lines; `*_ratio` is new ÷ old (below 1.10 is the issue's bound), and checks
+that both load the same tensors.
+
+    python bench/bench_checkpoint_load.py [--rounds 15] [--baseline 5f874cc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def checkpoints() -> list[Path]:
+    return [REPO / "bakery" / "images" / "data" / "demo_stylegan2_256.pkl",
+            *sorted((REPO / "tests" / "fixtures").rglob("*.pkl"))]
+
+
+def old_modules(rev: str, folder: Path):
+    """The loaders at `rev`, importable as old_pickle_loader / old_torch_pickle."""
+    def source(name: str) -> str:
+        return subprocess.run(["git", "show", f"{rev}:bakery/images/{name}.py"], cwd=REPO, check=True,
+                              capture_output=True, text=True).stdout
+
+    (folder / "old_pickle_loader.py").write_text(source("pickle_loader"))
+    (folder / "old_torch_pickle.py").write_text(
+        source("torch_pickle").replace("from bakery.images.pickle_loader import", "from old_pickle_loader import"))
+    modules = []
+    for name in ("old_pickle_loader", "old_torch_pickle"):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        modules.append(module)
+    return modules
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=15, help="loads of each kind per file, alternating (default 15)")
+    p.add_argument("--baseline", default="5f874cc", help="git revision of the old loaders (default 5f874cc)")
+    args = p.parse_args()
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+
+    from bakery.images import checkpoints as new
+    from bakery.images.pickle_loader import load_network_pickle, read_checkpoint
+    from bakery.images.torch_pickle import load_torch_pickle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old_pl, old_tp = old_modules(args.baseline, Path(tmp))
+
+        def old_parse(path: Path):
+            with open(path, "rb") as fh:  # the old detect_format: 4 bytes, then the 8 MiB sniff
+                fh.read(4)
+            if old_tp.is_torch_pickle(path):
+                return old_tp.load_torch_pickle(path)
+            return old_pl.load_network_pickle(path)
+
+        def new_parse(path: Path):
+            data = read_checkpoint(path)
+            if new.format_of(data, path) == new.FORMAT_TORCH:
+                return load_torch_pickle(path, data)
+            return load_network_pickle(path, data)
+
+        def old_load_generator(path: Path):
+            ckpt = old_parse(path)
+            if hasattr(ckpt, "networks"):
+                return new.torch_generator(ckpt.generator(), str(path))
+            gs = ckpt.gs
+            pair = (gs.build_func_name, gs.components["synthesis"].build_func_name)
+            if pair == ("G_main", "G_synthesis_stylegan2"):
+                from bakery.images.stylegan2 import StyleGAN2
+
+                return StyleGAN2(gs, str(path))
+            from bakery.images.stylegan1 import StyleGAN1
+
+            return StyleGAN1(gs, str(path))
+
+        def new_load_generator(path: Path):
+            return new.load_generator(path).generator
+
+        def tensors(ckpt) -> dict:
+            if hasattr(ckpt, "networks"):
+                return {f"{k}.{n}": v for k, m in ckpt.networks.items() for n, v in m.named_tensors().items()}
+            out, todo = {}, [("Gs", ckpt.gs)]
+            while todo:
+                name, net = todo.pop()
+                out.update({f"{name}/{k}": v for k, v in net.variables.items()})
+                todo += [(f"{name}/{k}", c) for k, c in net.components.items()]
+            return out
+
+        print(f"{len(checkpoints())} checkpoints, {args.rounds} rounds, baseline {args.baseline}, "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        totals = {"parse": [0.0, 0.0], "load_generator": [0.0, 0.0]}
+        worst = {"parse": 0.0, "load_generator": 0.0}
+        for path in checkpoints():
+            a, b = tensors(old_parse(path)), tensors(new_parse(path))
+            same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+            if not same:
+                raise SystemExit(f"{path.name}: the old and new loaders disagree on the tensors")
+            name = path.stem
+            for kind, (old_fn, new_fn) in {"parse": (old_parse, new_parse),
+                                           "load_generator": (old_load_generator, new_load_generator)}.items():
+                old_fn(path), new_fn(path)  # warm: imports, file cache, TF's first constants
+                times = {"old": [], "new": []}
+                for _ in range(args.rounds):
+                    for label, fn in (("old", old_fn), ("new", new_fn)):
+                        start = time.perf_counter()
+                        fn(path)
+                        times[label].append(time.perf_counter() - start)
+                old_s, new_s = statistics.median(times["old"]), statistics.median(times["new"])
+                totals[kind][0] += old_s
+                totals[kind][1] += new_s
+                worst[kind] = max(worst[kind], new_s / old_s)
+                print(f"{kind}_{name}_old: {old_s * 1e3:.2f} ms", flush=True)
+                print(f"{kind}_{name}: {new_s * 1e3:.2f} ms", flush=True)
+                print(f"{kind}_{name}_ratio: {new_s / old_s:.3f} x", flush=True)
+        for kind, (old_s, new_s) in totals.items():
+            print(f"{kind}_all_checkpoints_old: {old_s * 1e3:.1f} ms")
+            print(f"{kind}_all_checkpoints: {new_s * 1e3:.1f} ms")
+            print(f"{kind}_all_checkpoints_ratio: {new_s / old_s:.3f} x")
+            print(f"{kind}_worst_ratio: {worst[kind]:.3f} x")
+
+
+if __name__ == "__main__":
+    main()
