@@ -60,7 +60,7 @@ def _load(path: Path):
     ("doubling_list_dag_static_kwargs-tf1", "expands to more than 2,000,000 values"),
     ("doubling_tuple_dict_key-tf1", "a tuple in the pickle expands to more than 10000 values"),
     ("deep_lists_200k-torch", "nested more than 100 levels deep"),
-    ("deep_module_tree_3000-torch", "nested more than 100 levels deep"),
+    ("deep_module_tree_3000-torch", "modules nested more than 32 levels deep"),
     ("deep_module_tree_3000-tf1", "nested more than 100 levels deep"),
     ("array_without_build-tf1", "never filled in (no BUILD)"),
     ("array_wrong_byte_length-torch", "holds 16 bytes, not 8000000"),

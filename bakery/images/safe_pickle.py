@@ -74,7 +74,8 @@ _repr.maxstring, _repr.maxlong, _repr.maxother = 40, 40, 40
 
 def cut(text: str, limit: int = 80) -> str:
     """A name from the file (module, class, key) for a message: one line, at most `limit` characters."""
-    return repr(str(text)[:limit])[1:-1] + ("…" if len(text) > limit else "")
+    text = text if isinstance(text, str) else str(text)
+    return repr(text[:limit])[1:-1] + ("…" if len(text) > limit else "")
 
 
 def describe(value, limit: int = DESCRIBE_CHARS) -> str:
@@ -151,7 +152,8 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
     n = len(data)
     stack: list = []  # per stack slot: its size in values (int) or, for a string, the string
     marks: list[int] = []
-    memo: dict[int, object] = {}
+    memo: list = []  # the memo as a list: a pickler numbers its entries 0, 1, 2, ...
+    remember = memo.append
     found: list[tuple[str, str]] = []
     protocol = 0
     push, pop = stack.append, stack.pop
@@ -164,19 +166,18 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
             push(memo[data[pos]])
             pos += 1
         elif c == 0x94:  # MEMOIZE
-            memo[len(memo)] = stack[-1]
-        elif c == 0x71:  # BINPUT
-            idx = data[pos]
-            if idx > len(memo):
+            remember(stack[-1])
+        elif c == 0x71 or c == 0x72:  # BINPUT, LONG_BINPUT
+            if c == 0x71:
+                idx, pos = data[pos], pos + 1
+            else:
+                idx, pos = _u32(data, pos)[0], pos + 4
+            if idx == len(memo):
+                remember(stack[-1])
+            elif idx < len(memo):
+                memo[idx] = stack[-1]
+            else:
                 raise _memo_error(source, idx, len(memo))
-            memo[idx] = stack[-1]
-            pos += 1
-        elif c == 0x72:  # LONG_BINPUT
-            idx = _u32(data, pos)[0]
-            if idx > len(memo):
-                raise _memo_error(source, idx, len(memo))
-            memo[idx] = stack[-1]
-            pos += 4
         elif c == 0x6A:  # LONG_BINGET
             push(memo[_u32(data, pos)[0]])
             pos += 4
@@ -188,13 +189,18 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
             stack[-1] = 1
         elif c == 0x28:  # MARK
             marks.append(len(stack))
-        elif c == 0x85 or c == 0x86 or c == 0x87:  # TUPLE1-3
+        elif c == 0x85:  # TUPLE1
+            item = stack[-1]
+            stack[-1] = (item + 1 if item.__class__ is int else 2)
+            if item.__class__ is int and item >= MAX_TUPLE_NODES:
+                raise _tuple_error(source, item + 1)
+        elif c == 0x86 or c == 0x87:  # TUPLE2, TUPLE3
             k = c - 0x84
+            if len(stack) < k:
+                raise IndexError
             size = 1
             for item in stack[-k:]:
                 size += item if item.__class__ is int else 1
-            if len(stack) < k:
-                raise IndexError
             del stack[-k:]
             if size > MAX_TUPLE_NODES:
                 raise _tuple_error(source, size)
@@ -277,12 +283,16 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
             end = data.index(b"\n", pos, pos + MAX_LINE)
             idx = int(data[pos:end])
             pos = end + 1
+            if idx < 0:
+                raise _Unreadable(f"negative memo index {idx}")
             if c == 0x67:
                 push(memo[idx])
-            elif not 0 <= idx <= len(memo):
-                raise _memo_error(source, idx, len(memo))
-            else:
+            elif idx == len(memo):
+                remember(stack[-1])
+            elif idx < len(memo):
                 memo[idx] = stack[-1]
+            else:
+                raise _memo_error(source, idx, len(memo))
         elif c == 0x6C or c == 0x64:  # LIST, DICT
             del stack[marks.pop():]
             push(1)
@@ -348,9 +358,11 @@ class LoadSession:
         self.used = 0
         self.specs: list = []
 
-    def charge(self, nbytes: int, what: str) -> None:
+    def charge(self, nbytes: int, kind: str, shape) -> None:
+        """Count an array of `nbytes` (a `kind` of `shape`, for the message) against the budget."""
         self.used += nbytes
         if self.used > self.limit:
+            what = f"a {kind} of shape {list(shape) if isinstance(shape, tuple) else shape}"
             raise CheckpointError(f"{self.source}: refusing to load: {what} would bring the arrays built from "
                                   f"the file to {self.used >> 20} MiB, more than {MATERIALISE_FACTOR}× its size "
                                   f"+ {MATERIALISE_SLACK >> 20} MiB allow (shared data referenced many times?)")
@@ -419,6 +431,13 @@ def _raw_bytes(raw, session: LoadSession, what: str) -> bytes:
     raise session.error(f"a {what}'s data is a {type(raw).__name__}, not bytes")
 
 
+def _sizes(shape: tuple) -> bool:
+    for d in shape:
+        if d.__class__ is not int or d < 0:
+            return False
+    return True
+
+
 def _flag(value) -> bool:
     return value.__class__ in (bool, int) and value in (0, 1)
 
@@ -478,8 +497,7 @@ class ArraySpec:
         if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
             raise session.error(f"malformed numpy array state in the pickle ({describe(state)})")
         _, shape, dtype, fortran, raw = state
-        if not (isinstance(shape, tuple) and len(shape) <= MAX_NDIM
-                and all(d.__class__ is int and d >= 0 for d in shape)):
+        if not (shape.__class__ is tuple and len(shape) <= MAX_NDIM and _sizes(shape)):
             raise session.error(f"a numpy array with shape {describe(shape)} (at most {MAX_NDIM} sizes ≥ 0)")
         if not isinstance(dtype, DtypeSpec) or not _flag(fortran):
             raise session.error(f"malformed numpy array state in the pickle (dtype {describe(dtype)}, "
@@ -490,7 +508,7 @@ class ArraySpec:
         if len(raw) != nbytes:
             raise session.error(f"a numpy array of shape {list(shape)} and dtype {dtype} holds {len(raw)} bytes, "
                                 f"not {nbytes}")
-        session.charge(nbytes, f"a numpy array of shape {list(shape)}")
+        session.charge(nbytes, "numpy array", shape)
         array = np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
         self.array = array.copy() if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
@@ -546,7 +564,12 @@ class PlainCopier:
             return (value.item() if self.python_scalars else value), True
         if isinstance(value, DtypeSpec):
             return value.ready(), True
-        if isinstance(value, (dict, list, tuple, set, frozenset)) or cls in self.wrappers:
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            if not value:  # empty: nothing to walk (torch's hook tables, empty kwargs)
+                return ({} if isinstance(value, dict) else [] if cls is list else () if cls is tuple
+                        else set() if isinstance(value, set) else frozenset()), True
+            return None, False
+        if cls in self.wrappers:
             return None, False
         raise self.session.error(f"{where}: a {describe(cls.__name__, 40)} where plain data was expected")
 

@@ -31,8 +31,8 @@ import numpy as np
 
 from bakery.errors import BakeryError
 from bakery.images.pickle_loader import EasyDict, read_checkpoint
-from bakery.images.safe_pickle import (MAX_NDIM, CheckpointError, LoadSession, PlainCopier, SafeUnpickler,
-                                       UnsafePickleError, cut, describe)
+from bakery.images.safe_pickle import (MAX_NDIM, ArraySpec, CheckpointError, LoadSession, PlainCopier,
+                                       SafeUnpickler, UnsafePickleError, cut, describe)
 
 PERSISTENT_GLOBAL = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 TF1_NETWORK_GLOBAL = ("dnnlib.tflib.network", "Network")
@@ -41,6 +41,7 @@ LEGACY_PROTOCOL = 1001
 SNIFF_BYTES = 8 << 20  # how much of a file is_torch_pickle looks at
 MAX_MODULE_DEPTH = 32  # nesting of torch modules (NVIDIA's: ≤ 5)
 MAX_STORAGE_KEY = 100  # characters of a storage key (torch's: ≤ 20 digits)
+MAX_NAME = 200  # characters of a module, attribute, tensor or class name (NVIDIA's: ≤ 40)
 
 # torch.<Name>Storage → numpy dtype (little-endian as stored; byte order fixed from the sys info)
 STORAGE_DTYPES = {
@@ -250,7 +251,7 @@ def _read_storage(storage: _Storage, data: bytes, pos: int, little_endian: bool,
     if count != storage.numel or end > len(data):
         raise CheckpointError(f"{source}: tensor data is truncated or its sizes disagree "
                               f"(storage of {storage.numel} elements, header says {count})")
-    session.charge(count * dtype.itemsize, f"a storage of {count} elements")
+    session.charge(count * dtype.itemsize, "storage", (count,))
     array = np.frombuffer(data, dtype, count, pos + 8)
     if STORAGE_DTYPES[storage.kind.name] == "bf16":
         array = (array.astype(np.uint32) << 16).view(np.float32)
@@ -287,7 +288,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
     array = storage.array
     numel = math.prod(size)
     if stride == _contiguous(size) and storage_offset + numel <= array.size:  # the usual case, same checks
-        session.charge(numel * array.itemsize, f"a tensor of size {list(size)}")
+        session.charge(numel * array.itemsize, "tensor", size)
         return array[storage_offset:storage_offset + numel].reshape(size).copy()
     if storage_offset > array.size:
         raise CheckpointError(f"{source}: tensor offset {storage_offset} past its storage ({array.size} elements)")
@@ -301,7 +302,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
         if storage_offset + reach >= array.size:
             raise CheckpointError(f"{source}: tensor of size {list(size)} reaches past its storage "
                                   f"({array.size} elements)")
-    session.charge(numel * array.itemsize, f"a tensor of size {list(size)}")
+    session.charge(numel * array.itemsize, "tensor", size)
     item = array.itemsize
     view = np.lib.stride_tricks.as_strided(array[storage_offset:], shape=size,
                                            strides=tuple(s * item for s in stride), writeable=False)
@@ -383,54 +384,78 @@ def _tensors(table, kind: str, where: str, source: str) -> dict:
         raise CheckpointError(f"{source}: {where}.{kind} is a {type(table).__name__}, not a dict")
     out = {}
     for name, value in table.items():
+        if not (isinstance(name, str) and len(name) <= MAX_NAME):
+            raise CheckpointError(f"{source}: {where}.{kind} has the name {describe(name)}")
         if value is None and kind == "_buffers":
             out[name] = None
             continue
+        if isinstance(value, ArraySpec):  # a numpy array where a tensor belongs: its data all the same
+            value = value.array
         if not isinstance(value, np.ndarray):
-            raise CheckpointError(f"{source}: {where}.{cut(name)} is a {type(value).__name__}, not a tensor")
+            raise CheckpointError(f"{source}: {where}.{cut(name, 40)} is a {type(value).__name__}, not a tensor")
         if value.dtype.kind == "f" or kind == "_parameters":
             value = value.astype(np.float32, copy=False)
         out[name] = value
     return out
 
 
-def _module(record: _Persistent, where: str, source: str, depth: int = 0) -> TorchModule:
-    """One module record of the plain data (which plain_copy made: no cycles, bounded size)."""
-    meta = record.meta
-    if not (isinstance(meta, dict) and meta.get("type") == "class" and isinstance(meta.get("class_name"), str)
-            and isinstance(meta.get("state"), dict)):
-        raise CheckpointError(f"{source}: {where}: not a persistent network class "
-                              "(expected meta type 'class' with class_name and state)")
-    if len(meta["class_name"]) > 100:
-        raise CheckpointError(f"{source}: {where}: class name {describe(meta['class_name'])} is too long")
-    if depth >= MAX_MODULE_DEPTH:
-        raise CheckpointError(f"{source}: {cut(where, 120)}: modules nested more than {MAX_MODULE_DEPTH} levels deep")
-    state = meta["state"]
-    modules = state.get("_modules") or {}
-    if not isinstance(modules, dict):
-        raise CheckpointError(f"{source}: {where}._modules is not a dict")
-    children = {}
-    for name, sub in modules.items():
-        if sub is None:
-            continue
-        if not isinstance(sub, _Persistent):
-            raise CheckpointError(f"{source}: {where}.{cut(name)} is a {type(sub).__name__}, not a network module")
-        children[name] = _module(sub, f"{where}.{cut(name)}", source, depth + 1)
-    init_kwargs = state.get("_init_kwargs") or {}
-    if not isinstance(init_kwargs, dict):
-        raise CheckpointError(f"{source}: {where}._init_kwargs is a {type(init_kwargs).__name__}, not a dict")
-    for key, value in state.items():
-        if isinstance(value, _Persistent) and key not in ("_modules",):
-            raise CheckpointError(f"{source}: {where}.{cut(key)}: a module where plain data was expected")
-    attrs = {k: v for k, v in state.items() if not (isinstance(k, str) and k.startswith("_")) and k not in _TORCH_KEYS}
-    return TorchModule(class_name=meta["class_name"], init_kwargs=init_kwargs,
-                       params=_tensors(state.get("_parameters"), "_parameters", where, source),
-                       buffers=_tensors(state.get("_buffers"), "_buffers", where, source),
-                       children=children, attrs=attrs)
+class _ModuleReader:
+    """The module records of one snapshot → TorchModules. Only what the generator uses is copied
+    (attributes, init kwargs: through one PlainCopier, so shared data is copied once and the total
+    stays bounded); each record may appear once, at most MAX_MODULE_DEPTH levels deep."""
 
+    def __init__(self, session: LoadSession):
+        self.source = session.source
+        self.copier = PlainCopier(session, python_scalars=True)
+        self.seen: set[int] = set()
 
-def _persistent_content(record: _Persistent):
-    return record.meta
+    def module(self, record: _Persistent, where: str, depth: int = 0) -> TorchModule:
+        source = self.source
+        if id(record) in self.seen:
+            raise CheckpointError(f"{source}: {where}: a module that appears twice in the network (or contains "
+                                  "itself)")
+        self.seen.add(id(record))
+        meta = record.meta
+        if not (isinstance(meta, dict) and meta.get("type") == "class" and isinstance(meta.get("class_name"), str)
+                and isinstance(meta.get("state"), dict)):
+            raise CheckpointError(f"{source}: {where}: not a persistent network class "
+                                  "(expected meta type 'class' with class_name and state)")
+        class_name, state = meta["class_name"], meta["state"]
+        if len(class_name) > MAX_NAME:
+            raise CheckpointError(f"{source}: {where}: class name {describe(class_name)} is too long")
+        if depth >= MAX_MODULE_DEPTH:
+            raise CheckpointError(f"{source}: {cut(where, 120)}: modules nested more than {MAX_MODULE_DEPTH} "
+                                  "levels deep")
+        for key in state:
+            if not (isinstance(key, str) and len(key) <= MAX_NAME):
+                raise CheckpointError(f"{source}: {where}: state key {describe(key)} is not a short string")
+        modules = state.get("_modules") or {}
+        if not isinstance(modules, dict):
+            raise CheckpointError(f"{source}: {where}._modules is not a dict")
+        children = {}
+        for name, sub in modules.items():
+            if not (isinstance(name, str) and len(name) <= MAX_NAME):
+                raise CheckpointError(f"{source}: {where}._modules has the name {describe(name)}")
+            if sub is None:
+                continue
+            if not isinstance(sub, _Persistent):
+                raise CheckpointError(f"{source}: {where}.{cut(name, 40)} is a {type(sub).__name__}, not a network "
+                                      "module")
+            children[name] = self.module(sub, cut(f"{where}.{name}", 160), depth + 1)
+        attrs = {k: self.plain(v, f"{where}.{cut(k, 40)}") for k, v in state.items()
+                 if not k.startswith("_") and k not in _TORCH_KEYS}
+        init_kwargs = self.plain(state.get("_init_kwargs") or {}, f"{where}._init_kwargs")
+        if not isinstance(init_kwargs, dict):
+            raise CheckpointError(f"{source}: {where}._init_kwargs is a {type(init_kwargs).__name__}, not a dict")
+        return TorchModule(class_name=class_name, init_kwargs=init_kwargs,
+                           params=_tensors(state.get("_parameters"), "_parameters", where, source),
+                           buffers=_tensors(state.get("_buffers"), "_buffers", where, source),
+                           children=children, attrs=attrs)
+
+    def plain(self, value, where: str):
+        if isinstance(value, _Persistent):
+            raise CheckpointError(f"{self.source}: {where}: a module where plain data was expected")
+        return self.copier.copy(value, where)
 
 
 def load_torch_pickle(path: Path | str, data: bytes | None = None) -> TorchCheckpoint:
@@ -443,9 +468,6 @@ def load_torch_pickle(path: Path | str, data: bytes | None = None) -> TorchCheck
     try:
         unpickler = _OuterUnpickler(data, source)
         top = unpickler.load()
-        if isinstance(top, dict):
-            top = PlainCopier(unpickler.session, {_Persistent: (_persistent_content, _Persistent)},
-                              python_scalars=True).copy(top, "the snapshot")
     except BakeryError:
         raise
     except Exception as exc:  # truncated file, not a pickle, malformed arguments, ...
@@ -453,10 +475,16 @@ def load_torch_pickle(path: Path | str, data: bytes | None = None) -> TorchCheck
                               f"({type(exc).__name__}: {cut(str(exc), 120)})") from None
     if not isinstance(top, dict):
         raise CheckpointError(f"{path}: expected a snapshot dict (G, D, G_ema, ...), got {type(top).__name__}")
-    networks = {cut(str(k)): _module(v, cut(str(k)), source) for k, v in top.items() if isinstance(v, _Persistent)}
+    reader = _ModuleReader(unpickler.session)
+    networks = {}
+    for key, value in top.items():
+        if isinstance(value, _Persistent):
+            if not (isinstance(key, str) and len(key) <= MAX_NAME):
+                raise CheckpointError(f"{path}: the snapshot has a network under the key {describe(key)}")
+            networks[key] = reader.module(value, key)
     if not networks:
-        raise CheckpointError(f"{path}: the snapshot dict holds no network (keys: "
-                              f"{cut(', '.join(map(str, top)), 200)})")
+        keys = ", ".join(cut(str(k), 40) if isinstance(k, str) else describe(k) for k in list(top)[:20])
+        raise CheckpointError(f"{path}: the snapshot dict holds no network (keys: {keys})")
     return TorchCheckpoint(path=path, sha256=hashlib.sha256(data).hexdigest(), networks=networks)
 
 
