@@ -111,6 +111,7 @@ del _op, _c, _n
 _PUSH1 = {ord(c) for c in "IJKMLSTUBCNVFG])}\x88\x89\x8a\x8b\x8e\x96\x8f"}
 _FIXED_PUSH = {0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8, 0x29: 0, 0x7D: 0, 0x5D: 0, 0x4E: 0, 0x88: 0, 0x89: 0,
                0x8F: 0}  # BININT1, BININT2, BININT, BINFLOAT, EMPTY_TUPLE/DICT/LIST, NONE, NEWTRUE/FALSE, EMPTY_SET
+_FIXED_PUSH_STEP = [_FIXED_PUSH.get(_c, -1) for _c in range(256)]
 _STRINGS = {ord(c) for c in "X\x8c\x8dV"}  # unicode strings: kept, STACK_GLOBAL reads them
 _REFUSED = {ord("i"): "INST", ord("o"): "OBJ", 0x82: "EXT1", 0x83: "EXT2", 0x84: "EXT4",
             0x97: "NEXT_BUFFER", 0x98: "READONLY_BUFFER"}
@@ -157,10 +158,12 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
     found: list[tuple[str, str]] = []
     protocol = 0
     push, pop = stack.append, stack.pop
+    fixed = _FIXED_PUSH_STEP
     while True:
-        if pos >= n:
-            raise _Unreadable("it ends without a STOP opcode: truncated?")
-        c = data[pos]
+        try:
+            c = data[pos]
+        except IndexError:
+            raise _Unreadable("it ends without a STOP opcode: truncated?") from None
         pos += 1
         if c == 0x68:  # BINGET
             push(memo[data[pos]])
@@ -181,8 +184,8 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
         elif c == 0x6A:  # LONG_BINGET
             push(memo[_u32(data, pos)[0]])
             pos += 4
-        elif c in _FIXED_PUSH:  # BININT1, EMPTY_TUPLE, NEWFALSE, ...: one new value
-            pos += _FIXED_PUSH[c]
+        elif fixed[c] >= 0:  # BININT1, EMPTY_TUPLE, NEWFALSE, ...: one new value
+            pos += fixed[c]
             push(1)
         elif c == 0x52 or c == 0x81:  # REDUCE, NEWOBJ: callable/class and arguments → one value
             pop()
@@ -552,34 +555,44 @@ class PlainCopier:
                                   "(the same data shared over and over?)")
 
     def _leaf(self, value, where: str):
-        """(copy, True) for a value without parts, (None, False) for a container."""
+        """(copy, values it counts for) for a value copied without a frame of its own: one without
+        parts, an empty container, or a short tuple of such values (a TF1 (name, array) pair, a
+        shape); (None, 0) for a container to walk."""
         cls = value.__class__
         if cls in _LEAF_CLASSES:
-            return value, True
-        if isinstance(value, ArraySpec):
-            return value.array, True  # built: session.finish() ran before any copy
+            return value, 1
+        if cls is ArraySpec:
+            return value.array, 1  # built: session.finish() ran before any copy
+        if cls is tuple and 0 < len(value) <= 4:
+            items = []
+            for item in value:
+                copied, size = self._leaf(item, where) if item.__class__ is not tuple else (None, 0)
+                if size != 1:
+                    return None, 0
+                items.append(copied)
+            return tuple(items), 1 + len(items)
         if isinstance(value, np.generic):
             if value.dtype.kind not in "biuf":
                 raise self.session.error(f"{where}: a numpy scalar of dtype {value.dtype}")
-            return (value.item() if self.python_scalars else value), True
-        if isinstance(value, DtypeSpec):
-            return value.ready(), True
+            return (value.item() if self.python_scalars else value), 1
+        if cls is DtypeSpec:
+            return value.ready(), 1
         if isinstance(value, (dict, list, tuple, set, frozenset)):
             if not value:  # empty: nothing to walk (torch's hook tables, empty kwargs)
                 return ({} if isinstance(value, dict) else [] if cls is list else () if cls is tuple
-                        else set() if isinstance(value, set) else frozenset()), True
-            return None, False
+                        else set() if isinstance(value, set) else frozenset()), 1
+            return None, 0
         if cls in self.wrappers:
-            return None, False
+            return None, 0
         raise self.session.error(f"{where}: a {describe(cls.__name__, 40)} where plain data was expected")
 
     def _copy(self, root, where: str):  # noqa: C901 (one explicit-stack walk, leaves inlined for speed)
         memo, leaves, leaf = self.memo, _LEAF_CLASSES, self._leaf
         if root.__class__ in leaves:
             return root, 1
-        value, done = leaf(root, where)
-        if done:
-            return value, 1
+        value, size = leaf(root, where)
+        if size:
+            return value, size
         if id(root) in memo:
             return memo[id(root)]
         # a frame: [object, its items, next index, copied items, values its tree expands to]
@@ -588,22 +601,22 @@ class PlainCopier:
         while frames:
             frame = frames[-1]
             items, i, out = frame[1], frame[2], frame[3]
-            size = 0
+            total = 0
             n = len(items)
             while i < n:  # the leaves in a row, without leaving this frame
                 child = items[i]
                 if child.__class__ in leaves:
                     out.append(child)
-                    size += 1
+                    total += 1
                     i += 1
                     continue
-                value, done = leaf(child, where)
-                if not done:
+                value, size = leaf(child, where)
+                if not size:
                     break
                 out.append(value)
-                size += 1
+                total += size
                 i += 1
-            frame[4] += size
+            frame[4] += total
             if i < n:
                 frame[2] = i + 1
                 key = id(child)
