@@ -133,3 +133,14 @@ def test_a_stream_the_pattern_does_not_know_loads_through_the_scanned_path():
     data = legacy_storage_bytes(values)
     assert torch_pickle._fast_storage_head(data) is not None
     np.testing.assert_array_equal(torch_pickle.load_storage_bytes(data, "x").array, values)
+
+
+def test_an_array_left_unbuilt_across_a_nested_storage_stream_is_still_refused(tmp_path):
+    """The storage streams are unpickled inside the outer load, on its session: an outer array
+    spec made before one and never filled in must still be caught when the outer load ends."""
+    from hostile_pickles import storage, torch_file, tup, unbuilt_array
+
+    path = tmp_path / "x.pkl"
+    path.write_bytes(torch_file(tup(unbuilt_array(), storage(np.ones(3, np.float32)))))
+    with pytest.raises(CheckpointError, match="never filled in"):
+        torch_pickle.load_torch_pickle(path)

@@ -18,7 +18,7 @@ torch_pickle for PyTorch snapshots) therefore never hand the file anything that 
    array with `np.frombuffer(...).reshape(...).copy()`, `scalar` to an exact-length read,
    and `numpy.ndarray` to an inert name that cannot be called. A spec left without its BUILD
    is an error, and so is using a dtype before it was built.
-3. `plain_copy` turns what the unpickler made into plain data without recursion: every
+3. `PlainCopier` turns what the unpickler made into plain data without recursion: every
    object is copied once (a shared sub-object stays shared), nesting deeper than MAX_DEPTH,
    self-containing structures and data whose tree expands to more than MAX_PLAIN_NODES
    values are errors, so no later walk over the data (comparison, repr) can explode.
@@ -44,7 +44,7 @@ from bakery.errors import BakeryError
 
 # -- limits (the real checkpoints' needs in parentheses) ------------------------------------
 MAX_TUPLE_NODES = 10_000  # values a tuple may expand to through shared sub-tuples (≤ 20)
-MAX_PLAIN_NODES = 2_000_000  # values the plain data of one checkpoint expands to (≤ 60,000)
+MAX_PLAIN_NODES = 2_000_000  # values the plain data of one checkpoint expands to (fixtures: ≤ 2,200)
 MAX_DEPTH = 100  # nesting of containers in the plain data (≤ 30: 5 module levels × 5, plus kwargs)
 MAX_NDIM = 8  # array / tensor dimensions (≤ 4)
 MAX_INT_BYTES = 64  # LONG1 / LONG4 integers (≤ 10 bytes: torch's magic number)
@@ -91,10 +91,8 @@ def describe(value, limit: int = DESCRIBE_CHARS) -> str:
 
 _ARG_FIXED, _ARG_LINE, _ARG_LINES2, _ARG_LEN = 1, 2, 3, 4
 _ARG = [None] * 256  # per opcode byte: (kind, size) of its argument, None for no argument
-_NAME = {}
 for _op in pickletools.opcodes:
     _c = ord(_op.code)
-    _NAME[_c] = _op.name
     if _op.arg is None:
         continue
     _n = _op.arg.n
@@ -562,7 +560,9 @@ class PlainCopier:
         if cls in _LEAF_CLASSES:
             return value, 1
         if cls is ArraySpec:
-            return value.array, 1  # built: session.finish() ran before any copy
+            if value.array is None:  # session.finish() refuses this before any copy; kept as a guard
+                raise self.session.error(f"{where}: a numpy array in the pickle was never filled in (no BUILD)")
+            return value.array, 1
         if cls is tuple and 0 < len(value) <= 4:
             items = []
             for item in value:
@@ -692,6 +692,7 @@ class SafeUnpickler(pickle.Unpickler):
     def __init__(self, data: bytes, source: str, session: LoadSession | None = None, *, start: int = 0,
                  encoding: str = "ASCII"):
         self.data, self.source, self.start = data, source, start
+        self.owns_session = session is None  # a nested pickle's specs are checked by the outer load
         self.session = session if session is not None else LoadSession(source, len(data))
         self.allowed = self.globals()
         self.stream = io.BytesIO(data)
@@ -717,6 +718,7 @@ class SafeUnpickler(pickle.Unpickler):
         for module, name in scan.globals:  # refused here, before anything is unpickled
             self.find_class(module, name)
         value = super().load()
-        self.session.finish()
+        if self.owns_session:
+            self.session.finish()
         self.end = scan.end
         return value
