@@ -14,13 +14,10 @@ run side by side with the same limits, for the before/after table.)
 from __future__ import annotations
 
 import os
-import resource
-import signal
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -342,35 +339,47 @@ class Outcome:
     timed_out: bool
 
 
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+# A small launcher: forks (its own memory is small, so the child's peak RSS is the CLI's, not the
+# test runner's, which a fork of pytest would inherit), limits the child's address space, execs
+# the CLI, kills it at the deadline, and reports wait4's figures for that child as JSON.
+LAUNCHER = r"""
+import json, os, resource, signal, sys, time
+limit, timeout, argv = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.execv(argv[0], argv)
+timed_out = False
+while True:
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    if done:
+        break
+    if not timed_out and time.monotonic() - started > timeout:
+        os.kill(pid, signal.SIGKILL)
+        timed_out = True
+    time.sleep(0.01)
+print(json.dumps({"returncode": os.waitstatus_to_exitcode(status), "max_rss_kb": usage.ru_maxrss,
+                  "seconds": time.monotonic() - started, "timed_out": timed_out}))
+"""
 
 
 def run_generate(model: Path, out: Path, tree: Path, timeout: float = TIMEOUT) -> Outcome:
     """`python -m bakery -q generate --model model --seeds 0 --out out` with tree's bakery, in a
-    subprocess under RLIMIT_AS; peak RSS from wait4 (that child only)."""
+    subprocess under RLIMIT_AS (ulimit -v), killed after `timeout` s; peak RSS from wait4."""
+    import json
+
     env = {**os.environ, "PYTHONPATH": str(tree), "CUDA_VISIBLE_DEVICES": ""}
-    with tempfile.TemporaryFile() as err:
-        started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "bakery", "-q", "generate", "--model", str(model),
-                                 "--seeds", "0", "--out", str(out)], cwd=tree, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                preexec_fn=_limit_memory)
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > timeout:
-                proc.send_signal(signal.SIGKILL)
-                timed_out = True
-            time.sleep(0.02)
-        seconds = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read().decode("utf-8", "replace")
+    cli = [sys.executable, "-m", "bakery", "-q", "generate", "--model", str(model), "--seeds", "0", "--out", str(out)]
+    proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(MEMORY_LIMIT), str(timeout), *cli], cwd=tree,
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout + 60)
+    report = json.loads(proc.stdout)
     entries = sorted(p.name for p in out.iterdir()) if out.exists() else []
-    return Outcome(proc.returncode, stderr, usage.ru_maxrss / 1024, seconds, entries, timed_out)
+    return Outcome(report["returncode"], proc.stderr.decode("utf-8", "replace"), report["max_rss_kb"] / 1024,
+                   report["seconds"], entries, report["timed_out"])
 
 
 def _cell(text: str, width: int) -> str:
