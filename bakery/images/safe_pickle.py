@@ -495,22 +495,24 @@ class ArraySpec:
         session = self.session
         if self.array is not None:
             raise session.error("a numpy array filled in twice")
-        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+        if not (state.__class__ is tuple and len(state) == 5 and state[0].__class__ is int and state[0] == 1):
             raise session.error(f"malformed numpy array state in the pickle ({describe(state)})")
-        _, shape, dtype, fortran, raw = state
+        _, shape, spec, fortran, raw = state
         if not (shape.__class__ is tuple and len(shape) <= MAX_NDIM and _sizes(shape)):
             raise session.error(f"a numpy array with shape {describe(shape)} (at most {MAX_NDIM} sizes ≥ 0)")
-        if not isinstance(dtype, DtypeSpec) or not _flag(fortran):
-            raise session.error(f"malformed numpy array state in the pickle (dtype {describe(dtype)}, "
+        if spec.__class__ is not DtypeSpec or not (fortran is False or _flag(fortran)):
+            raise session.error(f"malformed numpy array state in the pickle (dtype {describe(spec)}, "
                                 f"fortran {describe(fortran)})")
-        dtype = dtype.ready()
-        raw = _raw_bytes(raw, session, "numpy array")
+        dtype = spec.dtype if spec.dtype is not None else spec.ready()  # ready() words the error
+        if raw.__class__ is not bytes:
+            raw = _raw_bytes(raw, session, "numpy array")
         nbytes = math.prod(shape) * dtype.itemsize
         if len(raw) != nbytes:
             raise session.error(f"a numpy array of shape {list(shape)} and dtype {dtype} holds {len(raw)} bytes, "
                                 f"not {nbytes}")
         session.charge(nbytes, "numpy array", shape)
-        array = np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
+        array = np.frombuffer(raw, dtype)
+        array = array.reshape(shape, order="F") if fortran else array.reshape(shape)
         self.array = array.copy() if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
 
