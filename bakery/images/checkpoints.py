@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bakery.images.generator import Generator, class_labels
-from bakery.images.pickle_loader import Checkpoint, CheckpointError, load_network_pickle
-from bakery.images.torch_pickle import TorchCheckpoint, TorchModule, is_torch_pickle, load_torch_pickle
+from bakery.images.pickle_loader import Checkpoint, CheckpointError, load_network_pickle, read_checkpoint
+from bakery.images.torch_pickle import (PERSISTENT_GLOBAL, TorchCheckpoint, TorchModule, first_network_global,
+                                        load_torch_pickle)
 
 FORMAT_TF1 = "NVIDIA TensorFlow 1 network pickle"
 FORMAT_TORCH = "NVIDIA PyTorch network snapshot"
@@ -38,24 +39,26 @@ class LoadedModel:
 
 def detect_format(path: Path | str) -> str:
     """FORMAT_TF1 or FORMAT_TORCH, from the file's first bytes; other files are a clear error."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
-    if head == ZIP_MAGIC:
+    return format_of(read_checkpoint(Path(path)), Path(path))
+
+
+def format_of(data: bytes, path: Path) -> str:
+    """FORMAT_TF1 or FORMAT_TORCH for a checkpoint's bytes (the first network global it names)."""
+    if data[:4] == ZIP_MAGIC:
         raise CheckpointError(f"{path}: a torch.save archive (state_dict or model), not an NVIDIA network pickle: "
                               "use the .pkl snapshot that NVIDIA's training code writes")
-    return FORMAT_TORCH if is_torch_pickle(path) else FORMAT_TF1
+    return FORMAT_TORCH if first_network_global(data) == PERSISTENT_GLOBAL else FORMAT_TF1
 
 
 def load_generator(path: Path | str) -> LoadedModel:
-    """Checkpoint → the matching TF2 generator; an unknown format or architecture is an error."""
-    if detect_format(path) == FORMAT_TORCH:
-        checkpoint = load_torch_pickle(path)
+    """Checkpoint → the matching TF2 generator; an unknown format or architecture is an error.
+    The file is read once; its bytes go to the format sniff and to the loader."""
+    path = Path(path)
+    data = read_checkpoint(path)
+    if format_of(data, path) == FORMAT_TORCH:
+        checkpoint = load_torch_pickle(path, data)
         return LoadedModel(checkpoint, torch_generator(checkpoint.generator(), str(path)), FORMAT_TORCH)
-    checkpoint = load_network_pickle(path)
+    checkpoint = load_network_pickle(path, data)
     gs, source = checkpoint.gs, str(path)
     synthesis = gs.components.get("synthesis")
     pair = (gs.build_func_name, synthesis.build_func_name if synthesis else None)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from bakery.images.pickle_loader import CheckpointError, Network
+from bakery.images.safe_pickle import describe
 
 NOISE_MODES = ("const", "seeded", "random", "none")
 
@@ -56,17 +57,17 @@ class KwargChecker:
         for net, where in [(gs, "Gs")] + [(c, f"Gs/{k}") for k, c in gs.components.items()]:
             for key, value in net.static_kwargs.items():
                 if key not in defaults and key not in runtime_only:
-                    raise CheckpointError(f"{source}: {where} static_kwargs: unknown option {key!r}={value!r}; "
+                    raise CheckpointError(f"{source}: {where} static_kwargs: unknown option {describe(key)}={describe(value)}; "
                                           "this generator cannot promise the right picture with it")
                 if key in defaults:
                     check_kwarg_type(key, value, defaults[key], f"{source}: {where} static_kwargs")
                     if where != "Gs" and key in gs.static_kwargs and gs.static_kwargs[key] != value:
-                        raise CheckpointError(f"{source}: {where} static_kwargs: {key}={value!r} contradicts "
-                                              f"Gs ({gs.static_kwargs[key]!r})")
+                        raise CheckpointError(f"{source}: {where} static_kwargs: {key}={describe(value)} contradicts "
+                                              f"Gs ({describe(gs.static_kwargs[key])})")
                     values[key] = value
         for key, wanted in required.items():
             if values[key] != wanted:
-                raise CheckpointError(f"{source}: static_kwargs: {key}={values[key]!r} is not supported "
+                raise CheckpointError(f"{source}: static_kwargs: {key}={describe(values[key])} is not supported "
                                       f"(only {wanted!r})")
         self.values = values
 
@@ -95,7 +96,7 @@ def check_kwarg_type(key: str, value, default, where: str) -> None:
     else:
         ok = True
     if not ok:
-        raise CheckpointError(f"{where}: {key}={value!r:.60} is not a valid value "
+        raise CheckpointError(f"{where}: {key}={describe(value)} is not a valid value "
                               f"(expected {type(default).__name__}, like {default!r})")
 
 

@@ -7,7 +7,9 @@ imports dnnlib and *executes* the `build_module_src` string stored in the file, 
 checkpoint can carry arbitrary code. This loader admits exactly the globals such a file
 legitimately names and refuses everything else before it can run: a `__reduce__` that
 calls os.system or eval fails with an error naming the module and attribute, and nothing
-from the file is ever imported, called or exec'd.
+from the file is ever imported, called or exec'd. The numpy arrays go through the checked
+stand-ins of safe_pickle (no numpy constructor is reachable from the file), the opcodes are
+scanned before anything is unpickled, and the state is copied out as plain, bounded data.
 """
 
 from __future__ import annotations
@@ -22,25 +24,30 @@ import numpy as np
 
 from bakery.errors import BakeryError
 from bakery.fsutil import sha256_file
+from bakery.images.safe_pickle import (CheckpointError, LoadSession, PlainCopier, SafeUnpickler,
+                                       UnsafePickleError, cut)
+
+__all__ = ["CheckpointError", "UnsafePickleError", "Network", "EasyDict", "RestrictedUnpickler",
+           "load_network_pickle", "dumps_network_pickle", "network_state", "NetworkToSave", "sha256_of"]
 
 NETWORK_GLOBAL = ("dnnlib.tflib.network", "Network")
 EASYDICT_GLOBALS = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}
 
 
-class UnsafePickleError(BakeryError):
-    """The pickle names a global that a network checkpoint has no business referencing."""
-
-
-class CheckpointError(BakeryError):
-    """The file is not a usable NVIDIA network pickle (wrong shape, missing pieces, ...)."""
-
-
 class Network:
     """Stand-in for dnnlib.tflib.network.Network: keeps the state dict, runs nothing."""
 
+    @classmethod
+    def of(cls, state: dict) -> "Network":
+        net = cls()
+        net.state = state
+        return net
+
     def __setstate__(self, state):
         if not isinstance(state, dict):
-            raise CheckpointError(f"Network state must be a dict, got {type(state).__name__}")
+            raise TypeError(f"Network state must be a dict, got {type(state).__name__}")
+        if hasattr(self, "state"):
+            raise TypeError("a Network's state is filled in twice")
         self.state = state
 
     # Read-only views of the state keys the generator needs.
@@ -69,48 +76,37 @@ class Network:
 class EasyDict(dict):
     """dnnlib's attribute dict; only ever filled by the pickle's SETITEMS, never called with code."""
 
-
-def _safe_dtype(*args):
-    """numpy.dtype, minus object dtypes (whose elements pickle could fill with anything)."""
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise UnsafePickleError(f"pickle asks for an object array dtype ({args[0]!r}); refused")
-    return dtype
+    def __setstate__(self, state):  # NVIDIA's have none; attributes would be ignored anyway
+        if not isinstance(state, dict):
+            raise TypeError(f"EasyDict state must be a dict, got {type(state).__name__}")
 
 
-def _numpy_globals() -> dict[tuple[str, str], object]:
-    from numpy._core import multiarray  # numpy 2; the pickles say numpy.core (numpy 1.x spelling)
+class RestrictedUnpickler(SafeUnpickler):
+    """Resolves only the network class, EasyDict and safe_pickle's numpy stand-ins; load() returns
+    plain data (Networks whose state holds dicts, lists, numbers, strings and numpy arrays)."""
 
-    allowed = {}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
-    allowed[("numpy", "ndarray")] = np.ndarray
-    allowed[("numpy", "dtype")] = _safe_dtype
-    return allowed
+    what = "an NVIDIA network checkpoint"
 
+    def __init__(self, file, source: str, session: LoadSession | None = None):
+        data = file if isinstance(file, (bytes, bytearray)) else file.read()
+        super().__init__(bytes(data), source, session, encoding="latin1")
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the network class, EasyDict and numpy's array reconstruction."""
-
-    def __init__(self, file, source: str):
-        super().__init__(file, encoding="latin1")
-        self.source = source
-        self.allowed = _numpy_globals()
-        self.allowed[NETWORK_GLOBAL] = Network
+    def globals(self) -> dict:
+        allowed = super().globals()
+        allowed[NETWORK_GLOBAL] = Network
         for key in EASYDICT_GLOBALS:
-            self.allowed[key] = EasyDict
+            allowed[key] = EasyDict
+        return allowed
 
-    def find_class(self, module: str, name: str):
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"{self.source}: refusing to load: the pickle references {module}.{name}, which is "
-                "not part of an NVIDIA network checkpoint (nothing from the file was run)") from None
+    def load(self):
+        copier = PlainCopier(self.session, {Network: (_network_content, Network.of)})
+        return copier.copy(super().load(), "the pickle")
 
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"{self.source}: refusing to load: the pickle uses persistent IDs")
+
+def _network_content(net: Network) -> dict:
+    if not hasattr(net, "state"):
+        raise TypeError("a Network in the pickle has no state")
+    return net.state
 
 
 @dataclass(frozen=True)
@@ -123,19 +119,26 @@ class Checkpoint:
 sha256_of = sha256_file
 
 
-def load_network_pickle(path: Path | str) -> Checkpoint:
-    """Load a (G, D, Gs) snapshot or a lone Gs; returns the Gs network (used for generation)."""
-    path = Path(path)
+def read_checkpoint(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
+
+
+def load_network_pickle(path: Path | str, data: bytes | None = None) -> Checkpoint:
+    """Load a (G, D, Gs) snapshot or a lone Gs; returns the Gs network (used for generation).
+    `data`: the file's bytes, if the caller has read them already."""
+    path = Path(path)
+    if data is None:
+        data = read_checkpoint(path)
     try:
-        obj = RestrictedUnpickler(io.BytesIO(data), str(path)).load()
+        obj = RestrictedUnpickler(data, str(path)).load()
     except BakeryError:
         raise
     except Exception as exc:  # truncated file, not a pickle, bad numpy payload, ...
-        raise CheckpointError(f"{path}: not a readable network pickle ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable network pickle ({type(exc).__name__}: "
+                              f"{cut(str(exc), 120)})") from None
     gs = _pick_gs(obj, path)
     _check_network(gs, path)
     return Checkpoint(path=path, sha256=hashlib.sha256(data).hexdigest(), gs=gs)

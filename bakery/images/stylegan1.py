@@ -18,6 +18,7 @@ from bakery.images.layers import (SQRT2, conv1x1, conv3x3, dense, depthwise_fir,
                                   nearest_upscale, normalize_2nd_moment, rsqrt_exact, spatial_mean, tf,
                                   transposed_to_phases, upsample_by_phases)
 from bakery.images.pickle_loader import CheckpointError, Network
+from bakery.images.safe_pickle import describe
 
 # NVIDIA's TF1 defaults (G_style / G_mapping / G_synthesis in networks_stylegan.py).
 DEFAULTS = dict(
@@ -44,9 +45,9 @@ class StyleGAN1(Generator):
     def __init__(self, gs: Network, source: str):
         kw = KwargChecker(gs, DEFAULTS, RUNTIME_ONLY, REQUIRED_VALUES, source).values
         if kw["structure"] not in ("auto", "linear", "recursive", "fixed"):
-            raise CheckpointError(f"{source}: static_kwargs: structure={kw['structure']!r} is not supported")
+            raise CheckpointError(f"{source}: static_kwargs: structure={describe(kw['structure'])} is not supported")
         if kw["fused_scale"] not in ("auto", True, False):
-            raise CheckpointError(f"{source}: static_kwargs: fused_scale={kw['fused_scale']!r} is not supported")
+            raise CheckpointError(f"{source}: static_kwargs: fused_scale={describe(kw['fused_scale'])} is not supported")
         self.source = source
         self.z_dim, self.w_dim = int(kw["latent_size"]), int(kw["dlatent_size"])
         self.resolution = int(kw["resolution"])

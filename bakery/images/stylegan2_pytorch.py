@@ -28,6 +28,7 @@ import numpy as np
 from bakery.images.generator import log2_resolution
 from bakery.images.layers import tf
 from bakery.images.pickle_loader import CheckpointError
+from bakery.images.safe_pickle import describe
 from bakery.images.stylegan2 import StyleGAN2
 from bakery.images.torch_pickle import TorchModule
 
@@ -87,7 +88,7 @@ def _fully_connected(rd: _Reader, module: TorchModule, path: str, fan_in: int, f
     src = rd.source
     _expect_class(module, "FullyConnectedLayer", path, src)
     if _attr(module, "activation", path, src) != activation:
-        raise CheckpointError(f"{src}: {path}: activation {module.attrs['activation']!r} is not supported "
+        raise CheckpointError(f"{src}: {path}: activation {describe(module.attrs['activation'])} is not supported "
                               f"(only {activation!r})")
     weight = rd.take(f"{path}.weight", (fan_out, fan_in)) * float(_attr(module, "weight_gain", path, src))
     if "bias" in module.params:
@@ -166,7 +167,7 @@ def _synthesis_layer(gen: StyleGAN2, rd: _Reader, block: TorchModule, path: str,
     src, where = rd.source, f"{path}.{name}"
     layer = _child(block, name, "SynthesisLayer", path, src)
     if _attr(layer, "activation", where, src) != "lrelu":
-        raise CheckpointError(f"{src}: {where}: activation {layer.attrs['activation']!r} is not supported")
+        raise CheckpointError(f"{src}: {where}: activation {describe(layer.attrs['activation'])} is not supported")
     up = int(_attr(layer, "up", where, src))
     res = int(_attr(layer, "resolution", where, src))
     if up not in (1, 2) or (up == 2) != (name == "conv0"):
@@ -245,6 +246,6 @@ def _read_synthesis(gen: StyleGAN2, rd: _Reader, blocks: list[TorchModule]) -> N
         has_rgb = gen.architecture == "skip" or last
         if has_rgb != ("torgb" in block.children):
             raise CheckpointError(f"{src}: {path}: ToRGB layer {'missing' if has_rgb else 'unexpected'} "
-                                  f"for architecture {gen.architecture!r}")
+                                  f"for architecture {describe(gen.architecture)}")
         gen.torgbs.append(_torgb(gen, rd, block, path, cout) if has_rgb else None)
         cin = cout

@@ -30,6 +30,7 @@ import numpy as np
 from bakery.images.generator import Generator
 from bakery.images.layers import SQRT2, dense, per_image, rsqrt_exact, tf
 from bakery.images.pickle_loader import CheckpointError
+from bakery.images.safe_pickle import describe
 from bakery.images.stylegan2 import StyleGAN2
 from bakery.images.stylegan2_pytorch import _attr, _child, _expect_class, _fully_connected, _read_mapping, _Reader
 from bakery.images.torch_pickle import TorchModule
@@ -43,7 +44,7 @@ def _number(module: TorchModule, name: str, where: str, source: str, kind=int, d
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
         and math.isfinite(float(value)) and abs(float(value)) < 1 << 31
     if not ok or (kind is int and float(value) != int(value)):
-        raise CheckpointError(f"{source}: {where}.{name}={value!r:.60} is not {'an integer' if kind is int else 'a number'}")
+        raise CheckpointError(f"{source}: {where}.{name}={describe(value)} is not {'an integer' if kind is int else 'a number'}")
     return kind(value)
 
 
@@ -54,13 +55,13 @@ def _as_pair(value, what: str, source: str) -> tuple[int, int]:
     except (ValueError, TypeError):
         arr = None
     if arr is None or arr.dtype.kind not in "iu" or not all(0 < int(v) < 1 << 16 for v in arr):
-        raise CheckpointError(f"{source}: {what}={value!r:.60} is not a size [width, height]")
+        raise CheckpointError(f"{source}: {what}={describe(value)} is not a size [width, height]")
     return int(arr[0]), int(arr[1])
 
 
 def _positive_int(value, what: str, source: str, limit: int = 64) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 < int(value) <= limit:
-        raise CheckpointError(f"{source}: {what}={value!r:.60} is not an integer in 1..{limit}")
+        raise CheckpointError(f"{source}: {what}={describe(value)} is not an integer in 1..{limit}")
     return int(value)
 
 
@@ -167,7 +168,7 @@ class StyleGAN3(Generator):
         a = lambda name: _attr(layer, name, where, src)  # noqa: E731
         is_torgb = a("is_torgb")
         if not isinstance(is_torgb, (bool, np.bool_)):
-            raise CheckpointError(f"{src}: {where}.is_torgb={is_torgb!r:.60} is not true or false")
+            raise CheckpointError(f"{src}: {where}.is_torgb={describe(is_torgb)} is not true or false")
         size = _as_pair(a("in_size"), f"{where}.in_size", src)
         if _number(layer, "in_channels", where, src) != cin or size != in_size:
             raise CheckpointError(f"{src}: {where}: takes {a('in_channels')} channels of {list(size)}, "
@@ -180,7 +181,7 @@ class StyleGAN3(Generator):
         padding = a("padding")
         if not (isinstance(padding, (list, tuple)) and len(padding) == 4
                 and all(isinstance(p, int) and abs(p) < 1 << 16 for p in padding)):
-            raise CheckpointError(f"{src}: {where}: padding {padding!r:.60} is not [x0, x1, y0, y1]")
+            raise CheckpointError(f"{src}: {where}: padding {describe(padding)} is not [x0, x1, y0, y1]")
         clamp = _number(layer, "conv_clamp", where, src, float) if layer.attrs.get("conv_clamp") is not None else None
         fu = _filter(layer, "up_filter", where, src, radial_ok=True)
         fd = _filter(layer, "down_filter", where, src, radial_ok=True)
