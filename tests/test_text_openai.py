@@ -88,6 +88,8 @@ class FakeOpenAI:
                 return self.reply(h, 429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": "1"})
             if fault == "500":
                 return self.reply(h, 500, {"error": {"message": "The server had an error"}})
+            if fault == "nochoices":
+                return self.reply(h, 200, {"id": "cmpl-1", "object": "text_completion", "choices": []})
             time.sleep(2.0 if fault == "slow" else self.delay)
             seed = body["seed"]
             text = "Too short." if seed in self.short_seeds else story(seed)
@@ -236,6 +238,14 @@ def test_missing_key_variable_names_it(tmp_path, server, monkeypatch, capsys):
     config = write_project(tmp_path, openai_toml(server.url), seeds="0-1")
     assert main(["-q", "-c", str(config), "text"]) == 1
     assert "TEST_OPENAI_KEY is not set" in capsys.readouterr().err and not server.log
+
+
+def test_an_answer_without_choices_is_one_line(tmp_path, server, capsys):
+    server.faults = ["nochoices"]
+    config = write_project(tmp_path, openai_toml(server.url), seeds="0-1")
+    assert main(["-q", "-c", str(config), "text"]) == 1
+    err = capsys.readouterr().err
+    assert "the answer has no choices[0] text or message" in err and "NameError" not in err, err
 
 
 def test_some_fail_the_rest_are_kept(tmp_path, server, capsys):

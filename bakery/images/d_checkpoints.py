@@ -10,14 +10,12 @@ one error saying so.
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from bakery.errors import BakeryError
 from bakery.images.checkpoints import FORMAT_TF1, FORMAT_TORCH, detect_format
 from bakery.images.discriminator import Discriminator
-from bakery.images.pickle_loader import CheckpointError, Network, RestrictedUnpickler, _check_network
+from bakery.images.pickle_loader import CheckpointError, Network, _check_network, read_checkpoint, unpickle_networks
 from bakery.images.torch_pickle import load_torch_pickle
 
 
@@ -72,16 +70,8 @@ def _load(path: Path) -> LoadedDiscriminator:
 
 def load_tf1_d(path: Path) -> tuple[Network, str]:
     """The `D` of a TF1 (G, D, Gs) pickle, read like pickle_loader.load_network_pickle reads Gs."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror})") from None
-    try:
-        obj = RestrictedUnpickler(io.BytesIO(data), str(path)).load()
-    except BakeryError:
-        raise
-    except Exception as exc:  # truncated file, not a pickle, bad numpy payload, ...
-        raise CheckpointError(f"{path}: not a readable network pickle ({type(exc).__name__}: {exc})") from None
+    data = read_checkpoint(path)
+    obj = unpickle_networks(path, data)
     if isinstance(obj, Network):
         raise CheckpointError(f"{path}: a lone generator network ({obj.name!r:.40}) without a discriminator: "
                               "ranking needs the (G, D, Gs) snapshot NVIDIA's training writes")

@@ -132,16 +132,20 @@ def load_network_pickle(path: Path | str, data: bytes | None = None) -> Checkpoi
     path = Path(path)
     if data is None:
         data = read_checkpoint(path)
+    gs = _pick_gs(unpickle_networks(path, data), path)
+    _check_network(gs, path)
+    return Checkpoint(path=path, sha256=hashlib.sha256(data).hexdigest(), gs=gs)
+
+
+def unpickle_networks(path: Path, data: bytes):
+    """The file's networks as plain data: a lone Network or NVIDIA's (G, D, Gs) tuple."""
     try:
-        obj = RestrictedUnpickler(data, str(path)).load()
+        return RestrictedUnpickler(data, str(path)).load()
     except BakeryError:
         raise
     except Exception as exc:  # truncated file, not a pickle, bad numpy payload, ...
         raise CheckpointError(f"{path}: not a readable network pickle ({type(exc).__name__}: "
                               f"{cut(str(exc), 120)})") from None
-    gs = _pick_gs(obj, path)
-    _check_network(gs, path)
-    return Checkpoint(path=path, sha256=hashlib.sha256(data).hexdigest(), gs=gs)
 
 
 def _pick_gs(obj, path: Path) -> Network:

@@ -155,8 +155,7 @@ class OpenAIBackend:
         path = "chat/completions" if self.cfg.endpoint_for(stage) == "chat" else "completions"
         return f"{self.cfg.base_url}/{path}"
 
-    @staticmethod
-    def extract_text(answer: dict, url: str) -> str:
+    def extract_text(self, answer: dict, url: str) -> str:
         try:
             choice = answer["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice["text"]
