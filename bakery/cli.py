@@ -87,6 +87,10 @@ def run_steps(config, args, steps: list[str]) -> None:
         except StageFailures as exc:
             log.error("%s: %s", step, exc)
             failures.append(exc)
+        except OSError as exc:  # a disk filled up mid-run: one line naming the step and the file
+            from bakery.preflight import describe_stage_os_error
+
+            raise BakeryError(describe_stage_os_error(exc, step, OUTPUTS[step](config))) from None
     if failures:
         raise StageFailures("; ".join(str(f) for f in failures))
 
@@ -347,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     args.quiet = args.verbosity < 0
     setup_logging(args.verbosity)
     redact_log_handlers(logging.getLogger("bakery"))
+    config = None
     try:
         quick = quick_path(args)
         if quick is not None:
@@ -375,9 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bakery: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a folder turned read-only or a disk filled up mid-run
-        from bakery.preflight import describe_os_error
+        from bakery.preflight import describe_stage_os_error
 
-        print(f"bakery: error: {describe_os_error(exc)}", file=sys.stderr)
+        command = getattr(args, "command_name", None)
+        print(f"bakery: error: {describe_stage_os_error(exc, command, output_folders(command, args, config))}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bakery: interrupted", file=sys.stderr)
@@ -386,6 +393,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "ray_executor", None) is not None:
             args.ray_executor.close()
     return 0
+
+
+def output_folders(command: str | None, args, config) -> list[Path]:
+    """The folders `command` writes (for an OSError that names no file): the project's, or the
+    project-free forms' --out."""
+    if config is None:
+        return [Path(p) for p in (getattr(args, "out", None), getattr(args, "output", None)) if p is not None]
+    return OUTPUTS.get(command, lambda c: [])(config)
 
 
 def shard_stages(config, command: str) -> list[str]:

@@ -112,7 +112,7 @@ def test_os_errors_during_a_stage_are_one_line(tmp_path, capsys, monkeypatch, co
     path = bare_project(tmp_path)
     assert main(["-c", str(path), "compress"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"bakery: error: {tmp_path / 'public' / 'example-3.jpg'}: {words}"
+    assert err == f"bakery: error: compress: {tmp_path / 'public' / 'example-3.jpg'}: {words}"
 
 
 def test_ensure_writable_probe(tmp_path, monkeypatch):
