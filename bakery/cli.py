@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_video_arguments(p)
     p = add("serve", "preview public/ on a local HTTP server", action_runner("serve"))
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    p.add_argument("--port", type=whole_number(0, 65535, "0 picks a free one"), default=8000,
+                   help="port (default: %(default)s; 0 picks a free one)")
     p = add("deploy", "publish public/ to the configured targets", run_deploy)
     p.add_argument("target", nargs="?", default="all", choices=("all", "s3", "rsync"),
                    help="which target (default: all targets in deploy.targets)")
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list each file that would be uploaded, copied or deleted; change nothing")
     p.add_argument("--delete", action=argparse.BooleanOptionalAction, default=None,
                    help="delete remote files that public/ no longer has (default: each target's `delete` key)")
-    p.add_argument("--max-deletes", type=int, default=None,
+    p.add_argument("--max-deletes", type=whole_number(0), default=None,
                    help="refuse, before changing anything, to delete more than this many files "
                         "(default: each target's `max_deletes`, 1000)")
     p.add_argument("--allow-empty", action="store_true", help="deploy a public/ with no image + snippet pairs")
@@ -246,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_image_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=None, help="override images.batch_size")
+    from bakery.images.config import MAX_BATCH
+
+    p.add_argument("--batch-size", type=whole_number(1, MAX_BATCH), default=None, help="override images.batch_size")
 
 
 def add_scale_options(p: argparse.ArgumentParser, image_batches: bool = False) -> None:
@@ -264,7 +267,8 @@ def add_scale_options(p: argparse.ArgumentParser, image_batches: bool = False) -
 
 
 def add_text_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-batch-size", type=int, default=None, help="override text.batch_size")
+    # 1 to 1024: the range of the text.*.batch_size keys it overrides
+    p.add_argument("--text-batch-size", type=whole_number(1, 1024), default=None, help="override text.batch_size")
 
 
 NOISE_CHOICES = ("const", "seeded", "random")
@@ -289,7 +293,24 @@ def add_quick_generate_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_class_option(p, help_text: str) -> None:
-    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="N", help=help_text)
+    p.add_argument("--class", dest="class_index", type=whole_number(0), default=None, metavar="N", help=help_text)
+
+
+def whole_number(low: int, high: int | None = None, note: str = ""):
+    """An argparse type: an int in [low, high], else argparse's one error line naming the
+    option (not a traceback from whatever the number reaches: bind() for a port)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or high is not None and value > high:
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {span}{f' ({note})' if note else ''}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
 
 
 def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:

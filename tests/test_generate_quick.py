@@ -122,13 +122,23 @@ def test_upscale_folder_engine_is_recorded_and_a_switch_redoes(tmp_path):
     (["--model", str(SG2_PKL)], "--model needs --seeds"),
     (["--seeds", "0-3"], "--seeds needs --model"),
     (["--model", str(SG2_PKL), "--seeds", "1", "--psi", "3"], "--psi: 3 is out of range"),
-    (["--model", str(SG2_PKL), "--seeds", "1", "--batch-size", "0"], "--batch-size must be between 1 and 64"),
 ])
 def test_generate_model_errors_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
     assert main(["generate"] + argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("bakery: error:") and "\n" not in err and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_size_out_of_range_is_refused_by_the_parser(tmp_path, monkeypatch, capsys):
+    """Like every numeric option (tests/test_cli_fuzz.py): argparse's usage and one error line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "--model", str(SG2_PKL), "--seeds", "1", "--batch-size", "0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "bakery generate: error: argument --batch-size: must be a whole number from 1 to 64, got '0'"
     assert list(tmp_path.iterdir()) == []
 
 
