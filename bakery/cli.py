@@ -247,9 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_image_options(p: argparse.ArgumentParser) -> None:
-    from bakery.images.config import MAX_BATCH
-
-    p.add_argument("--batch-size", type=whole_number(1, MAX_BATCH), default=None, help="override images.batch_size")
+    p.add_argument("--batch-size", type=int, default=None, help="override images.batch_size")
 
 
 def add_scale_options(p: argparse.ArgumentParser, image_batches: bool = False) -> None:
@@ -367,13 +365,14 @@ def check_outputs(config, command: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     args.verbosity = args.verbose - args.quiet
     args.quiet = args.verbosity < 0
     setup_logging(args.verbosity)
     redact_log_handlers(logging.getLogger("bakery"))
     config = None
     try:
+        check_batch_size(args)
         quick = quick_path(args)
         if quick is not None:
             quick()
@@ -414,6 +413,32 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "ray_executor", None) is not None:
             args.ray_executor.close()
     return 0
+
+
+def check_batch_size(args) -> None:
+    """--batch-size, before any work: upscale and compress read it only with --shard, and a
+    bake's text stage long after its images."""
+    from bakery.images.config import MAX_BATCH
+
+    size = getattr(args, "batch_size", None)
+    if size is not None and not 1 <= size <= MAX_BATCH:
+        raise BakeryError(f"--batch-size must be between 1 and {MAX_BATCH}, got {size}")
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that an option the subcommand does not know is reported with the
+    subcommand's usage (`bakery generate --bogus`), not the top-level one."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        try:  # `bakery --bogus site`: the top-level usage
+            before_command = argv.index(unknown[0]) < argv.index(args.command)
+        except ValueError:
+            before_command = False
+        (parser if before_command else subcommands[args.command]).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def output_folders(command: str | None, args, config) -> list[Path]:

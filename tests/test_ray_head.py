@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from bake_support import bakery_process
-from bakery.scale.executor import find_head
+from bakery.scale.executor import find_head, quiet_ray_notices
 from tests.conftest import FIXTURES, write_project
 
 ray = pytest.importorskip("ray")
@@ -109,6 +109,29 @@ def test_stale_ray_current_cluster_is_one_line_naming_the_file(tmp_path, ray_tmp
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"bakery: error: --ray: the head in {recorded} (127.0.0.1:{port}, "), lines
     assert "no Ray head answers there" in lines[0] and f"delete {recorded}" in lines[0], lines
+
+
+def test_rays_own_notices_reach_the_terminal_only_with_v(monkeypatch, capfd):
+    """Ray's token-authentication notice and the cluster's error reports (a raylet's last log
+    lines) leaked into the bakery's output (issue 23, item 9)."""
+    import logging
+
+    import ray._private.worker as worker
+    from ray._private.authentication import authentication_token_setup as tokens
+
+    printer = worker.print_to_stdstream
+    monkeypatch.setattr(worker, "print_to_stdstream", printer)  # put back after the test
+    notices = logging.getLogger(tokens.__name__)
+    monkeypatch.setattr(notices, "filters", list(notices.filters))
+    report = {"lines": ["Raylet is terminated. Termination is unexpected."], "pid": "raylet", "is_err": False}
+
+    quiet_ray_notices(ray, verbose=True)
+    assert worker.print_to_stdstream is printer  # -v: Ray prints its reports as it always does
+    quiet_ray_notices(ray, verbose=False)
+    tokens._warn_token_auth_enabled()
+    worker.print_to_stdstream(report, ignore_prefix=False)
+    out, err = capfd.readouterr()
+    assert "Token authentication" not in out + err and "Raylet is terminated" not in out + err
 
 
 @pytest.mark.slow
