@@ -110,7 +110,8 @@ class RayExecutor:
                 except (ConnectionError, RuntimeError, ValueError) as exc:
                     raise BakeryError(f"{head.name}: cannot connect to the Ray cluster ({first_line(exc)})") from None
         self.watch = HeadWatch(gcs_address(ray) or head.address)
-        resources = ray.cluster_resources()
+        with self.watch.using("connecting"):
+            resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0)) if cfg.use_gpus else 0
         self.cpus = resources.get("CPU", 0)
         log.info("ray: cluster with %g CPU(s), %d GPU(s) used", self.cpus, self.gpus)
