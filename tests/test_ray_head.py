@@ -111,6 +111,33 @@ def test_stale_ray_current_cluster_is_one_line_naming_the_file(tmp_path, ray_tmp
     assert "no Ray head answers there" in lines[0] and f"delete {recorded}" in lines[0], lines
 
 
+@pytest.mark.slow
+def test_a_port_that_answers_but_is_no_ray_head_is_bounded(tmp_path, ray_tmpdir):
+    """Something accepts TCP connections there but never speaks Ray: ray.init would retry for
+    ever; the bakery gives up after INIT_LIMIT_S (8 s here instead of 120) with one line."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        code = ("import bakery.scale.executor as ex\n"
+                "from bakery.scale.config import RayConfig\n"
+                "ex.INIT_LIMIT_S = 8\n"
+                f"ex.RayExecutor('127.0.0.1:{port}', RayConfig(None, 1.0, True, 3, 2), quiet=True)\n")
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=BOUND_S,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"bakery: error: --ray 127.0.0.1:{port}: no connection to the Ray cluster within 8 s (Ray keeps retrying); "
+        "check that a Ray head of this version listens there (docs/scale-out.md)")
+    assert time.monotonic() - started < 40
+
+
 def test_rays_own_notices_reach_the_terminal_only_with_v(monkeypatch, capfd):
     """Ray's token-authentication notice and the cluster's error reports (a raylet's last log
     lines) leaked into the bakery's output (issue 23, item 9)."""

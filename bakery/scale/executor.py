@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from bakery.errors import BakeryError
 from bakery.testhook import crash_point
 
@@ -471,9 +473,8 @@ def deadline(seconds: float, message: str):
 
 def say_and_exit(message: str) -> None:
     """The CLI's one error line, from a thread the main thread cannot hear, then the exit a
-    kill would give (no cleanup that could block inside Ray)."""
-    from tqdm import tqdm
-
+    kill would give (no cleanup that could block inside Ray). tqdm is imported with this
+    module: an import here could wait for the import lock that a stuck main thread holds."""
     tqdm.write(f"bakery: error: {message}", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
