@@ -88,6 +88,10 @@ def run_steps(config, args, steps: list[str]) -> None:
         except StageFailures as exc:
             log.error("%s: %s", step, exc)
             failures.append(exc)
+        except OSError as exc:  # a disk filled up mid-run: one line naming the step and the file
+            from bakery.preflight import describe_stage_os_error
+
+            raise BakeryError(describe_stage_os_error(exc, step, OUTPUTS[step](config))) from None
     if failures:
         raise StageFailures("; ".join(str(f) for f in failures))
 
@@ -229,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true",
                    help="rebuild the site whenever content/, templates/ or static/ change (as `hugo server`)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    p.add_argument("--port", type=whole_number(0, 65535, "0 picks a free one"), default=8000,
+                   help="port (default: %(default)s; 0 picks a free one)")
     p = add("deploy", "publish public/ to the configured targets", run_deploy)
     p.add_argument("target", nargs="?", default="all", choices=("all", "s3", "rsync"),
                    help="which target (default: all targets in deploy.targets)")
@@ -237,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list each file that would be uploaded, copied or deleted; change nothing")
     p.add_argument("--delete", action=argparse.BooleanOptionalAction, default=None,
                    help="delete remote files that public/ no longer has (default: each target's `delete` key)")
-    p.add_argument("--max-deletes", type=int, default=None,
+    p.add_argument("--max-deletes", type=whole_number(0), default=None,
                    help="refuse, before changing anything, to delete more than this many files "
                         "(default: each target's `max_deletes`, 1000)")
     p.add_argument("--allow-empty", action="store_true", help="deploy a public/ with no image + snippet pairs")
@@ -282,7 +287,9 @@ def add_scale_options(p: argparse.ArgumentParser, image_batches: bool = False) -
 
 
 def add_text_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-batch-size", type=int, default=None, help="override batch_size of every [text.<stage>] table for this run")
+    # 1 to 1024: the range of the text.*.batch_size keys it overrides
+    p.add_argument("--text-batch-size", type=whole_number(1, 1024), default=None,
+                   help="override batch_size of every [text.<stage>] table for this run")
 
 
 NOISE_CHOICES = ("const", "seeded", "random")
@@ -325,7 +332,24 @@ def add_rank_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_class_option(p, help_text: str) -> None:
-    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="N", help=help_text)
+    p.add_argument("--class", dest="class_index", type=whole_number(0), default=None, metavar="N", help=help_text)
+
+
+def whole_number(low: int, high: int | None = None, note: str = ""):
+    """An argparse type: an int in [low, high], else argparse's one error line naming the
+    option (not a traceback from whatever the number reaches: bind() for a port)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or high is not None and value > high:
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {span}{f' ({note})' if note else ''}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
 
 
 def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
@@ -390,12 +414,14 @@ def check_outputs(config, command: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     args.verbosity = args.verbose - args.quiet
     args.quiet = args.verbosity < 0
     setup_logging(args.verbosity)
     redact_log_handlers(logging.getLogger("bakery"))
+    config = None
     try:
+        check_batch_size(args)
         quick = quick_path(args)
         if quick is not None:
             quick()
@@ -423,9 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bakery: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a folder turned read-only or a disk filled up mid-run
-        from bakery.preflight import describe_os_error
+        from bakery.preflight import describe_stage_os_error
 
-        print(f"bakery: error: {describe_os_error(exc)}", file=sys.stderr)
+        command = getattr(args, "command_name", None)
+        print(f"bakery: error: {describe_stage_os_error(exc, command, output_folders(command, args, config))}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bakery: interrupted", file=sys.stderr)
@@ -434,6 +462,40 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "ray_executor", None) is not None:
             args.ray_executor.close()
     return 0
+
+
+def check_batch_size(args) -> None:
+    """--batch-size, before any work: upscale and compress read it only with --shard, and a
+    bake's text stage long after its images."""
+    from bakery.images.config import MAX_BATCH
+
+    size = getattr(args, "batch_size", None)
+    if size is not None and not 1 <= size <= MAX_BATCH:
+        raise BakeryError(f"--batch-size must be between 1 and {MAX_BATCH}, got {size}")
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that an option the subcommand does not know is reported with the
+    subcommand's usage (`bakery generate --bogus`), not the top-level one."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        try:  # `bakery --bogus site`: the top-level usage
+            before_command = argv.index(unknown[0]) < argv.index(args.command)
+        except ValueError:
+            before_command = False
+        (parser if before_command else subcommands[args.command]).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def output_folders(command: str | None, args, config) -> list[Path]:
+    """The folders `command` writes (for an OSError that names no file): the project's, or the
+    project-free forms' --out."""
+    if config is None:
+        return [Path(p) for p in (getattr(args, "out", None), getattr(args, "output", None)) if p is not None]
+    return OUTPUTS.get(command, lambda c: [])(config)
 
 
 def shard_stages(config, command: str) -> list[str]:

@@ -22,6 +22,7 @@ import os
 import threading
 from pathlib import Path
 
+from bakery.fsutil import write_error
 from bakery.testhook import crash_point
 
 JOURNAL_NAME = "journal.jsonl"
@@ -76,7 +77,10 @@ class Journal:
     def _write(self, obj: dict) -> None:
         data = (json.dumps(obj, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
         with self._lock:
-            os.write(self._fd, data)
+            try:
+                os.write(self._fd, data)
+            except OSError as exc:  # the OS names no file for a failed write
+                raise write_error(exc, self.path, len(data), None) from exc
 
     def add(self, item_id, record: dict) -> None:
         crash_point(f"{self.stage}:{item_id}")  # test hook: output written, record not yet

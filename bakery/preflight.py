@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,74 @@ def describe_os_error(exc: OSError, what: str = "") -> str:
     if exc.filename2 is not None:
         path = f"{path} → {exc.filename2}"
     return f"{path}: {reason}" + (f" ({what})" if what else "")
+
+
+def describe_stage_os_error(exc: OSError, stage: str | None, folders=()) -> str:
+    """An OSError that ended a stage, as one line naming the stage and what it was writing:
+
+    "generate: cannot write build/raw/example-26.png: no space left on device (it needed
+    12.0 KB; 4.0 KB free there)"; an error that names no file names the stage's output
+    folders instead, with their free space when the disk is full.
+    """
+    from bakery.fsutil import SPACE_ERRNOS, WriteError
+
+    lead = f"{stage}: " if stage else ""
+    exc = first_of_cascade(exc)
+    if isinstance(exc, WriteError):
+        return f"{lead}cannot write {describe_os_error(exc)}{space_note(exc)}"
+    if exc.filename is not None:
+        return f"{lead}{describe_os_error(exc)}"
+    reason = HINTS.get(exc.errno) or exc.strerror or type(exc).__name__
+    folders = [Path(f) for f in folders]
+    if not folders:
+        return f"{lead}{reason}"
+    where = ", ".join(str(f) for f in folders)
+    if exc.errno in SPACE_ERRNOS:
+        free = [free_space(f) for f in folders]
+        where = ", ".join(f"{f} ({human(n)} free)" if n is not None else str(f) for f, n in zip(folders, free))
+    return f"{lead}{reason} while writing into {where}"
+
+
+def first_of_cascade(exc: OSError) -> OSError:
+    """A full disk fails a stage's write, then the manifest its finally block saves: report
+    the first write that failed (the later one's context chain holds it)."""
+    from bakery.fsutil import WriteError
+
+    first, seen, earlier = exc, {id(exc)}, exc.__context__
+    while earlier is not None and id(earlier) not in seen:
+        seen.add(id(earlier))
+        if isinstance(earlier, WriteError) and earlier.errno == exc.errno:
+            first = earlier
+        earlier = earlier.__context__
+    return first
+
+
+def space_note(exc) -> str:
+    """" (it needed 12.0 KB; 4.0 KB free there)" for a WriteError of a full disk, else ""."""
+    parts = []
+    if exc.needed:
+        parts.append(f"it needed {'' if exc.needed_exact else 'more than '}{human(exc.needed)}")
+    if exc.free is not None:
+        parts.append(f"{human(exc.free)} free there")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def free_space(folder: Path) -> int | None:
+    """Free bytes on the disk of `folder` (or of the nearest existing folder above it)."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
 
 
 def ensure_writable(folder: Path, what: str = "output folder") -> Path:

@@ -15,10 +15,21 @@ T = TypeVar("T")
 log = logging.getLogger("bakery")
 
 
+class BarSafeHandler(logging.StreamHandler):
+    """Writes each log line above the running progress bars (tqdm.write clears them, prints,
+    and redraws them), so that a line logged mid-stage is never glued to a bar's last frame."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # noqa: BLE001 -- logging's own convention: report, never raise
+            self.handleError(record)
+
+
 def setup_logging(verbosity: int) -> None:
     """verbosity: -1 quiet (warnings only), 0 normal, 1+ debug."""
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BarSafeHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("bakery")
     root.handlers[:] = [handler]

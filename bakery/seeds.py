@@ -21,17 +21,33 @@ def parse_seed_ranges(text: str) -> list[tuple[int, int]]:
         raise SeedListError(f"{SYNTAX}, got {text!r}")
     ranges = []
     for part in text.split(","):
-        first, sep, last = part.strip().partition("-")
+        part = part.strip()
+        first, sep, last = part.partition("-")
         try:
             a, b = int(first), int(last if sep else first)
         except ValueError:
-            raise SeedListError(f"{SYNTAX}, got {text!r} ({part.strip()!r} is not a seed or range)") from None
-        if a < 0 or b < a:
-            raise SeedListError(f"{SYNTAX}, got {text!r} ({part.strip()!r})")
+            raise SeedListError(f"{SYNTAX}, got {what_is_wrong(text, part, 'is not a seed or range')}") from None
+        if a < 0:
+            raise SeedListError(f"{SYNTAX}, got {what_is_wrong(text, part, 'is below 0')}")
+        if b < a:
+            raise SeedListError(f"{SYNTAX}, got {what_is_wrong(text, part, f'runs backwards (write {b}-{a})')}")
         if b > MAX_SEED:
             raise SeedListError(f"seed {b} is above 2**32-1 = {MAX_SEED} (numpy's RandomState limit), in {text!r}")
         ranges.append((a, b))
     return ranges
+
+
+def what_is_wrong(text: str, part: str, problem: str) -> str:
+    """"'5-3', which runs backwards (write 3-5)", or for one part of a list
+    "'0-9,5-3': '5-3' runs backwards (write 3-5)"."""
+    if part == text.strip():
+        return f"{text!r}, which {problem}"
+    return f"{text!r}: {part!r} {problem}"
+
+
+def span(first: int, last: int) -> str:
+    """A run of seeds as people write it: "6" for one seed, "6-9" for several."""
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -50,4 +66,4 @@ def format_seeds(seeds: list[int]) -> str:
             runs[-1][1] = seed
         else:
             runs.append([seed, seed])
-    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+    return ",".join(span(a, b) for a, b in runs)

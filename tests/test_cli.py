@@ -87,6 +87,41 @@ def test_generate_runs_in_a_folder_without_site_files(tmp_path, capsys):
     assert "text.generate.prompt: file not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, usage, error", [
+    (["generate", "--bogus"], "usage: bakery generate ", "bakery generate: error: unrecognized arguments: --bogus"),
+    (["deploy", "s3", "extra"], "usage: bakery deploy ", "bakery deploy: error: unrecognized arguments: extra"),
+    (["--bogus", "site"], "usage: bakery [-h]", "bakery: error: unrecognized arguments: --bogus"),
+])
+def test_an_unknown_option_gets_the_usage_of_the_command_it_was_given_to(capsys, argv, usage, error):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(usage) and err[-1] == error, err
+
+
+def test_a_log_line_is_never_glued_to_a_progress_bar(monkeypatch):
+    """The Ray per-worker summary is logged while the stage's bar is still open (issue 23):
+    the line goes above the bar, starting a line of its own."""
+    import io
+    import logging
+    import sys
+
+    from bakery.progress import progress, setup_logging
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    setup_logging(0)
+    bar = progress(None, desc="images", total=10, unit="img", mininterval=0)
+    bar.update(9)
+    logging.getLogger("bakery.ray").info("ray generate: 10 item(s) on 2 worker(s)")
+    bar.update(1)
+    bar.close()
+    text = stream.getvalue()
+    assert "90%" in text  # the bar was drawn before the line
+    assert re.search(r"(^|\r|\n)ray generate: 10 item\(s\) on 2 worker\(s\)\n", text), repr(text)
+
+
 # --- output folders and OS errors ------------------------------------------------------------
 
 def test_unwritable_output_is_one_line_before_any_work(tmp_path, capsys):
@@ -112,7 +147,7 @@ def test_os_errors_during_a_stage_are_one_line(tmp_path, capsys, monkeypatch, co
     path = bare_project(tmp_path)
     assert main(["-c", str(path), "compress"]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"bakery: error: {tmp_path / 'public' / 'example-3.jpg'}: {words}"
+    assert err == f"bakery: error: compress: {tmp_path / 'public' / 'example-3.jpg'}: {words}"
 
 
 def test_ensure_writable_probe(tmp_path, monkeypatch):

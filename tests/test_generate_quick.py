@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -31,13 +32,15 @@ def test_seed_lists_as_nvidia_parse_range():
 
 
 @pytest.mark.parametrize("text,problem", [
-    ("", "must look like"), ("0-x", "'0-x' is not a seed or range"), ("5-2", "'5-2'"),
+    ("", "must look like"), ("0-x", "got '0-x', which is not a seed or range"),
+    ("5-2", "got '5-2', which runs backwards (write 2-5)"), ("0-9,5-2", "got '0-9,5-2': '5-2' runs backwards"),
     ("1,,2", "'' is not a seed"), ("-3", "'-3'"), (f"0-{2**32}", "above 2**32-1"),
 ])
 def test_bad_seed_lists_say_what_is_wrong(text, problem):
     with pytest.raises(SeedListError) as err:
         parse_seeds(text)
     assert problem in str(err.value)
+    assert f"({text!r})" not in str(err.value)  # never "got '5-2' ('5-2')"
 
 
 def test_bands_take_comma_lists_and_must_still_tile(tmp_path):
@@ -61,7 +64,7 @@ def test_bands_take_comma_lists_and_must_still_tile(tmp_path):
         seeds = "10-19"
         psi = 0.6
     """, with_site_dirs=False)
-    with pytest.raises(ConfigError, match=r"images.bands\[0\]: seeds 15-15 overlap bands\[1\] \(10-19\)"):
+    with pytest.raises(ConfigError, match=r"images.bands\[0\]: seed 15 overlaps bands\[1\] \(10-19\)"):
         load_config(overlap)
 
 
@@ -172,10 +175,15 @@ def test_upscale_any_folder(tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(dst / "a.png")), np.asarray(expected))
     assert Image.open(dst / "b.png").size == (20, 20)
     before = (dst / "a.png").stat().st_mtime_ns
+    capsys.readouterr()
     assert main(["upscale", "--in", str(src), "--out", str(dst), "-n", "-1"]) == 0
-    assert "0 of 2 image(s)" in capsys.readouterr().err and (dst / "a.png").stat().st_mtime_ns == before
-    assert main(["-q", "upscale", "-i", str(src), "-o", str(tmp_path / "x4"), "-n", "1", "-s", "4"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "0 of 2 image(s)" in err[0] and (dst / "a.png").stat().st_mtime_ns == before
+    assert err[-1] == f"upscale: nothing to do: the 2 image(s) in {dst} are up to date"
+    assert main(["upscale", "-i", str(src), "-o", str(tmp_path / "x4"), "-n", "1", "-s", "4"]) == 0
     assert Image.open(tmp_path / "x4" / "a.png").size == (64, 48)
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # like generate --model, a closing summary
+    assert re.fullmatch(rf"upscale: wrote 2 image\(s\) \(4x\) to {re.escape(str(tmp_path / 'x4'))} in \d+\.\d s", last)
 
 
 @pytest.mark.parametrize("argv,message", [

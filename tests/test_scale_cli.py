@@ -30,6 +30,18 @@ def test_bad_shard_is_refused(text):
         parse_shard(text)
 
 
+@pytest.mark.parametrize("text, names", [("2/2", "the shards of 2 are 0/2 and 1/2"),
+                                         ("3/3", "the shards of 3 are 0/3, 1/3 and 2/3"),
+                                         ("100/100", "the shards of 100 are 0/100 to 99/100"),
+                                         ("1/1", "the one shard of 1 is 0/1")])
+def test_a_shard_past_the_last_names_the_real_shards(text, names):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        parse_shard(text)
+    assert str(refused.value) == f"needs 0 <= I < N (shards count from 0), got {text!r}: {names}"
+
+
 def project(tmp_path, extra=""):
     return write_project(tmp_path, f"""
         [images]

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from bakery.seeds import span
 from bakery.tables import Table
 
 NOISE_MODES = ("const", "seeded", "random", "none")
@@ -129,10 +130,22 @@ def check_contiguous(t: Table, bands: list[Band], table_of: list[int] | None = N
         a, b = bands[prev], bands[cur]
         where, other = f"bands[{table_of[cur]}]", f"bands[{table_of[prev]}]"
         if b.first <= a.last:
-            raise t.error(where, f"seeds {b.first}-{b.last} overlap {other} ({a.first}-{a.last})")
+            raise t.error(where, f"{seeds(b.first, b.last)} {verb(b.first, b.last, 'overlap')} {other} "
+                                 f"({span(a.first, a.last)})")
         if b.first > a.last + 1:
-            raise t.error(where, f"seeds {b.first}-{b.last} leave a gap after {other} "
-                                 f"({a.first}-{a.last}): seeds {a.last + 1}-{b.first - 1} belong to no band")
+            raise t.error(where, f"{seeds(b.first, b.last)} {verb(b.first, b.last, 'leave')} a gap after {other} "
+                                 f"({span(a.first, a.last)}): {seeds(a.last + 1, b.first - 1)} "
+                                 f"{verb(a.last + 1, b.first - 1, 'belong')} to no band")
+
+
+def seeds(first: int, last: int) -> str:
+    """"seed 6" or "seeds 6-9"."""
+    return f"seed {first}" if first == last else f"seeds {first}-{last}"
+
+
+def verb(first: int, last: int, plural: str) -> str:
+    """The verb agreeing with seeds(first, last): "belongs" for one seed, "belong" for several."""
+    return f"{plural}s" if first == last else plural
 
 
 def parse_images(t: Table) -> ImagesConfig:

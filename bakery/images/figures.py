@@ -18,6 +18,7 @@ import numpy as np
 
 from bakery.errors import BakeryError
 from bakery.fsutil import write_bytes_atomic
+from bakery.seeds import MAX_SEED
 
 log = logging.getLogger("bakery.figures")
 
@@ -102,12 +103,15 @@ def draw_figures(model_path: Path, psi: float, noise: str, cutoff, first: int, b
     from `first`), of one class for a class-conditional model (class_flag: the class came from
     --class, so errors about it name the flag)."""
     from bakery.images.generator import class_labels
-    from bakery.images.quick import check_class, load_renderer
+    from bakery.images.quick import check_class, check_psi_noise_batch, load_renderer
     from bakery.preflight import ensure_writable
     from bakery.progress import progress
 
-    if first < 0:
-        raise BakeryError(f"--seed must be ≥ 0, got {first}")
+    last = first + SHEET_GRID * SHEET_GRID - 1  # the contact sheet's seeds; the sweep's are among them
+    if not 0 <= first <= last <= MAX_SEED:
+        raise BakeryError(f"--seed must be between 0 and {MAX_SEED - SHEET_GRID * SHEET_GRID + 1} (the sheet's "
+                          f"{SHEET_GRID * SHEET_GRID} seeds from it must stay within 2**32-1), got {first}")
+    check_psi_noise_batch(psi, noise, batch)
     mix = mix or MixOptions()
     targets, styles = mix.seeds(first)  # seed lists checked before the model is loaded
     ensure_writable(out_dir, "figures folder")

@@ -51,11 +51,24 @@ def parse_shard(text: str) -> Shard:
     if not match:
         raise argparse.ArgumentTypeError(f"must look like I/N (shard I of N, counting from 0), got {text!r}")
     index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or index >= count:
-        raise argparse.ArgumentTypeError(f"needs 0 <= I < N, got {text!r} (the shards of 3 are 0/3, 1/3, 2/3)")
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"needs at least one shard (N >= 1), got {text!r}")
+    if index >= count:
+        raise argparse.ArgumentTypeError(f"needs 0 <= I < N (shards count from 0), got {text!r}: "
+                                         f"{shard_names(count)}")
     if count > MAX_SHARDS:
         raise argparse.ArgumentTypeError(f"at most {MAX_SHARDS} shards, got {text!r}")
     return Shard(index, count)
+
+
+def shard_names(count: int) -> str:
+    """"the shards of 2 are 0/2 and 1/2", "... 0/100 to 99/100", "the one shard of 1 is 0/1"."""
+    if count == 1:
+        return "the one shard of 1 is 0/1"
+    if count > 4:
+        return f"the shards of {count} are 0/{count} to {count - 1}/{count}"
+    names = [f"{i}/{count}" for i in range(count)]
+    return f"the shards of {count} are {', '.join(names[:-1])} and {names[-1]}"
 
 
 def chunks(items: list, size: int) -> list[list]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -189,11 +190,18 @@ def upscale_folder(args, src_dir: Path, out_dir: Path, images: list[Path], noise
                                 lambda i: out_dir / (images[i].stem + "." + fmt), manifest)
     log.info("upscale: %d of %d image(s) in %s to enlarge %dx (waifu2x upconv_7, noise %s, %s), %d already done",
              len(todo), len(images), src_dir, 2 ** passes, noise, engine, len(done))
+    started = time.monotonic()
     if todo:
         try:
             upscale_files(todo, engine, noise, passes, tile, fmt, manifest, failures, args.quiet)
         finally:
             manifest.close()
+    written = len(todo) - sum(1 for job in todo if job.id in failures)
+    if todo:
+        log.info("upscale: wrote %d image(s) (%dx) to %s in %.1f s", written, 2 ** passes, out_dir,
+                 time.monotonic() - started)
+    else:
+        log.info("upscale: nothing to do: the %d image(s) in %s are up to date", len(done), out_dir)
     if failures:
         listed = "; ".join(msg for _, msg in sorted(failures.items())[:3])
         more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
