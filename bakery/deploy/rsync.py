@@ -36,6 +36,7 @@ from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import write_bytes_atomic, write_text_atomic
 from bakery.progress import spinner
 from bakery.redact import redact, remember
+from bakery.sizes import human_bytes
 
 log = logging.getLogger("bakery.deploy")
 
@@ -219,14 +220,6 @@ def push_target(target, public: Path, dry_run: bool, delete: bool, max_deletes: 
     return PushResult(target.name, True, seconds=time.monotonic() - t0, **totals)
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 def effective_delete(target, delete: bool | None, max_deletes: int | None) -> tuple[bool, int]:
     """The one rule for every target: a flag given on the command line wins over the config key."""
     return (target.delete if delete is None else delete,
@@ -249,7 +242,7 @@ def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
         results.append(result)
         if result.ok:
             log.info("rsync %s: %d files (%s) %s, %d %s, %.1f s → %s", target.name, result.files,
-                     human(result.bytes), "would be sent" if dry_run else "sent", result.deleted,
+                     human_bytes(result.bytes), "would be sent" if dry_run else "sent", result.deleted,
                      "would be deleted" if dry_run else "deleted", result.seconds, redact(target.destination))
         else:
             log.error("rsync %s: FAILED, %s → %s", target.name, result.error, redact(target.destination))

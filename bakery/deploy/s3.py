@@ -31,6 +31,7 @@ from bakery.deploy.s3state import Entry, State, load_state, save_state, state_pa
 from bakery.errors import BakeryError, StageFailures
 from bakery.progress import progress, spinner
 from bakery.redact import redact, remember
+from bakery.sizes import human_bytes
 
 log = logging.getLogger("bakery.deploy")
 
@@ -185,14 +186,6 @@ def resolve_verifications(client, s3cfg, plan: Plan, quiet: bool) -> None:
     plan.actions["verify"] = []
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 PLAN_ROWS = (("new", "upload (new)"), ("changed", "upload (changed)"), ("copy", "copy (same bytes elsewhere)"),
              ("headers", "update headers"), ("verify", "check headers"), ("same", "unchanged"),
              ("delete", "delete"))
@@ -203,7 +196,7 @@ def format_plan(plan: Plan, s3cfg, dry_run: bool, delete: bool) -> str:
     lines = [title + (" (dry run: nothing changes)" if dry_run else "")]
     for kind, label in PLAN_ROWS:
         note = "" if kind != "delete" or delete else "   (not deleted: pass --delete)"
-        lines.append(f"  {label:<28}{plan.count(kind):>9} files {human(plan.bytes(kind)):>10}{note}")
+        lines.append(f"  {label:<28}{plan.count(kind):>9} files {human_bytes(plan.bytes(kind)):>10}{note}")
     return "\n".join(lines)
 
 
@@ -411,7 +404,7 @@ def summary(outcome: Outcome, plan: Plan, seconds: float) -> str:
     done = outcome.done
     rate = outcome.bytes_sent / seconds if seconds > 0 else 0
     return (f"s3: {done.get('new', 0)} new and {done.get('changed', 0)} changed files uploaded "
-            f"({human(outcome.bytes_sent)}, {human(rate)}/s), {done.get('copy', 0)} copied, "
+            f"({human_bytes(outcome.bytes_sent)}, {human_bytes(rate)}/s), {done.get('copy', 0)} copied, "
             f"{done.get('headers', 0)} header updates, {done.get('delete', 0)} deleted, "
             f"{plan.count('same')} unchanged, in {seconds:.1f} s")
 
