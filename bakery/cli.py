@@ -16,6 +16,7 @@ from bakery.errors import BakeryError, ConfigError, StageFailures
 from bakery.lock import LOCKED_COMMANDS, locked_command
 from bakery.progress import setup_logging
 from bakery.redact import redact, redact_log_handlers
+from bakery.upscale.config import ENGINES
 
 log = logging.getLogger("bakery")
 
@@ -364,7 +365,7 @@ def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
                    help="output format of a folder's images (default: png; one file's comes from -o's name)")
     q.add_argument("-t", "--tile-size", type=int, default=None, metavar="PX",
                    help="tile size in pixels, 0 = auto (512); same result at any size, smaller uses less memory")
-    q.add_argument("--engine", choices=("ncnn", "tensorflow"), default=None,
+    q.add_argument("--engine", choices=ENGINES, default=None,
                    help="waifu2x engine (default: ncnn; see docs/upscale.md)")
 
 

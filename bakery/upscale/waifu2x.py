@@ -27,12 +27,11 @@ import numpy as np
 from PIL import Image
 
 from bakery.errors import BakeryError
+from bakery.upscale.config import DEFAULT_ENGINE, ENGINES
 from bakery.upscale.modes import join_modes, split_modes
 from bakery.upscale.ncnn_weights import Network, load_waifu2x
 
 BICUBIC_A = -0.75  # waifu2x-ncnn-vulkan resizes alpha with ncnn's bicubic, which uses a = -0.75
-ENGINES = ("ncnn", "tensorflow")
-DEFAULT_ENGINE = "ncnn"
 
 
 # --- pre/post-processing --------------------------------------------------------------------
