@@ -471,12 +471,36 @@ def deploy_s3(config, dry_run: bool = False, delete: bool | None = None, max_del
     return plan, outcome
 
 
-def run_deploy_s3(config, args) -> None:
-    everything = getattr(args, "purge_everything", False)
+def problems(config, options) -> list[str]:
+    """What would stop this target (bakery.deploy.preflight asks before anything is sent): no
+    [deploy.s3] section, no AWS credentials, and what the CDN purge after it would lack. A dry
+    run purges nothing, so the purge's problems are only warnings there."""
+    from bakery.deploy.cloudflare import purge_problems
+
+    found = []
+    if config.deploy.s3 is None:
+        found.append(f"{config.source}: deploy.s3: no [deploy.s3] section: nothing to deploy to")
+    else:
+        try:
+            aws_session(config.deploy.s3)
+        except BakeryError as exc:
+            found.append(str(exc))
+    purge = purge_problems(config, options.purge_everything)
+    if options.dry_run:  # the plan can still be shown; the real deploy will refuse
+        for problem in purge:
+            log.warning("deploy: the real deploy would stop here: %s", problem)
+        return found
+    return found + purge
+
+
+def push(config, options) -> None:
+    """The S3 deploy and the CDN purge after it, with the `bakery deploy` flags (bakery.deploy.run);
+    problems() has been answered first."""
+    everything = options.purge_everything
     try:
-        plan, outcome = deploy_s3(config, dry_run=args.dry_run, delete=getattr(args, "delete", None),
-                                  max_deletes=args.max_deletes, quiet=args.quiet,
-                                  trust_state=getattr(args, "trust_state", False))
+        plan, outcome = deploy_s3(config, dry_run=options.dry_run, delete=options.delete,
+                                  max_deletes=options.max_deletes, quiet=options.quiet,
+                                  trust_state=options.trust_state)
     except StageFailures:
         # Objects overwritten before the failure will look unchanged on the rerun: purge them now
         # (what stays owed remains in the queue on disk for the next deploy).
