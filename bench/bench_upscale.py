@@ -36,7 +36,7 @@ from bakery.upscale.config import JpegConfig  # noqa: E402
 from bakery.upscale.jpeg import write_jpeg  # noqa: E402
 from bakery.upscale.ncnn_weights import model_paths  # noqa: E402
 from bakery.cpus import usable_cpus  # noqa: E402
-from bakery.upscale.waifu2x import gpu_available, make_waifu2x  # noqa: E402
+from bakery.upscale.engines import gpu_available, make_waifu2x  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "waifu2x" / "test_96x80.png"
 THREADS = int(os.environ.get("BENCH_THREADS", 0)) or usable_cpus()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bakery.tables import Table
 
 METHODS = ("waifu2x", "lanczos", "none")
-ENGINES = ("ncnn", "tensorflow")  # waifu2x engines (bakery.upscale.waifu2x builds them)
+ENGINES = ("ncnn", "tensorflow")  # waifu2x engines (bakery.upscale.engines builds them)
 DEFAULT_ENGINE = "ncnn"
 NOISE_LEVELS = ("none", "0", "1", "2", "3")
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")

@@ -236,7 +236,7 @@ class Upscaler:
         self.method = cfg.method
         self.model = None
         if cfg.method == "waifu2x":
-            from bakery.upscale.waifu2x import make_from_config
+            from bakery.upscale.engines import make_from_config
 
             self.model = make_from_config(cfg, threads)
 
@@ -360,7 +360,7 @@ def _describe(cfg) -> str:
 def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quiet: bool) -> None:
     has_gpu = False
     if cfg.method == "waifu2x":
-        from bakery.upscale.waifu2x import gpu_available
+        from bakery.upscale.engines import gpu_available
 
         has_gpu = gpu_available(cfg.engine, cfg.gpu)
     workers, threads, per_call = upscale_plan(cfg, has_gpu, len(todo))
