@@ -16,6 +16,7 @@ from bakery.errors import BakeryError, ConfigError, StageFailures
 from bakery.lock import LOCKED_COMMANDS, locked_command
 from bakery.progress import setup_logging
 from bakery.redact import redact, redact_log_handlers
+from bakery.upscale.config import ENGINES
 
 log = logging.getLogger("bakery")
 
@@ -29,8 +30,7 @@ ACTIONS = {
     "figures": "bakery.images.figures:run_figures",
     "video": "bakery.video.stage:run_video",
     "serve": "bakery.site.serve:run_serve",
-    "deploy-s3": "bakery.deploy.s3:run_deploy_s3",
-    "deploy-rsync": "bakery.deploy.rsync:run_deploy_rsync",
+    "deploy": "bakery.deploy.run:run_deploy",
     "archive": "bakery.deploy.archive:run_archive",
     "mirror-config": "bakery.deploy.rsync:run_mirror_config",
     "merge": "bakery.scale.merge:run_merge",
@@ -116,27 +116,6 @@ def run_bake(config, args) -> None:
         log.info("site: skipped in a shard (run `bakery merge` and then `bakery site`)")
         return run_steps(config, args, steps)
     run_steps(config, args, steps + ["site"])
-
-
-def run_deploy(config, args) -> None:
-    targets = [args.target] if args.target != "all" else list(config.deploy.targets)
-    if not targets:
-        raise BakeryError(f"{config.source}: deploy.targets is empty: nothing to deploy "
-                          "(set targets = [\"s3\"] and/or [\"rsync\"], or name one: bakery deploy s3)")
-    from bakery.deploy.preflight import check_deploy_args
-
-    check_deploy_args(config, targets, args)  # every credential and destination, before any upload
-    failures = []
-    for target in targets:
-        try:
-            action(f"deploy-{target}")(config, args)
-        except BakeryError as exc:
-            if len(targets) == 1:
-                raise
-            log.error("deploy %s failed: %s", target, exc)
-            failures.append(target)
-    if failures:
-        raise BakeryError(f"deploy failed for: {', '.join(failures)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     p.add_argument("--port", type=whole_number(0, 65535, "0 picks a free one"), default=8000,
                    help="port (default: %(default)s; 0 picks a free one)")
-    p = add("deploy", "publish public/ to the configured targets", run_deploy)
+    p = add("deploy", "publish public/ to the configured targets", action_runner("deploy"))
     p.add_argument("target", nargs="?", default="all", choices=("all", "s3", "rsync"),
                    help="which target (default: all targets in deploy.targets)")
     p.add_argument("--dry-run", "--dryrun", dest="dry_run", action="store_true",
@@ -364,7 +343,7 @@ def add_quick_upscale_options(p: argparse.ArgumentParser) -> None:
                    help="output format of a folder's images (default: png; one file's comes from -o's name)")
     q.add_argument("-t", "--tile-size", type=int, default=None, metavar="PX",
                    help="tile size in pixels, 0 = auto (512); same result at any size, smaller uses less memory")
-    q.add_argument("--engine", choices=("ncnn", "tensorflow"), default=None,
+    q.add_argument("--engine", choices=ENGINES, default=None,
                    help="waifu2x engine (default: ncnn; see docs/upscale.md)")
 
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from bakery.errors import BakeryError
+from bakery.sizes import human_bytes
 
 HINTS = {
     errno.EACCES: "permission denied",
@@ -61,7 +62,7 @@ def describe_stage_os_error(exc: OSError, stage: str | None, folders=()) -> str:
     where = ", ".join(str(f) for f in folders)
     if exc.errno in SPACE_ERRNOS:
         free = [free_space(f) for f in folders]
-        where = ", ".join(f"{f} ({human(n)} free)" if n is not None else str(f) for f, n in zip(folders, free))
+        where = ", ".join(f"{f} ({human_bytes(n)} free)" if n is not None else str(f) for f, n in zip(folders, free))
     return f"{lead}{reason} while writing into {where}"
 
 
@@ -83,9 +84,9 @@ def space_note(exc) -> str:
     """" (it needed 12.0 KB; 4.0 KB free there)" for a WriteError of a full disk, else ""."""
     parts = []
     if exc.needed:
-        parts.append(f"it needed {'' if exc.needed_exact else 'more than '}{human(exc.needed)}")
+        parts.append(f"it needed {'' if exc.needed_exact else 'more than '}{human_bytes(exc.needed)}")
     if exc.free is not None:
-        parts.append(f"{human(exc.free)} free there")
+        parts.append(f"{human_bytes(exc.free)} free there")
     return f" ({'; '.join(parts)})" if parts else ""
 
 
@@ -97,14 +98,6 @@ def free_space(folder: Path) -> int | None:
         return shutil.disk_usage(folder).free
     except OSError:
         return None
-
-
-def human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def ensure_writable(folder: Path, what: str = "output folder") -> Path:

@@ -16,7 +16,6 @@ from typing import Any
 from bakery.errors import ConfigError
 
 _MISSING = object()
-DEFAULT_CONFIG = Path("content/site.toml")
 
 
 class Table:

@@ -59,9 +59,10 @@ def main() -> int:
     from bakery.images.discriminator import DScorer
     from bakery.images.generator import Renderer
     from bakery.images.rank import CALL_MINIBATCHES, RankOptions, rank_folder
-    from bakery.images.tfsetup import cpu_threads, device_name
+    from bakery.cpus import usable_cpus
+    from bakery.images.tfsetup import device_name
 
-    print(f"device: {device_name()} ({cpu_threads()} CPU threads)")
+    print(f"device: {device_name()} ({usable_cpus()} CPU threads)")
     ratios = []
     for name, (pkl, png_dir, has_generator) in MODELS.items():
         d = load_discriminator(pkl).discriminator

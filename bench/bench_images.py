@@ -78,10 +78,11 @@ def main() -> int:
 
     from bakery.images.checkpoints import load_generator
     from bakery.images.generator import Renderer
-    from bakery.images.tfsetup import cpu_threads, device_name, import_tf
+    from bakery.cpus import usable_cpus
+    from bakery.images.tfsetup import device_name, import_tf
 
     tf = import_tf()
-    print(f"device: {device_name()} ({cpu_threads()} CPU threads)")
+    print(f"device: {device_name()} ({usable_cpus()} CPU threads)")
     peak = matmul_gflops(tf, seconds=seconds)
     print(f"matmul_1024_float32: {peak:.1f} GFLOP/s")
     worst_ratio = None

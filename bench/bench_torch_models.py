@@ -106,9 +106,10 @@ def main() -> int:
 
     from bakery.images.checkpoints import load_generator
     from bakery.images.generator import Renderer
-    from bakery.images.tfsetup import cpu_threads, device_name
+    from bakery.cpus import usable_cpus
+    from bakery.images.tfsetup import device_name
 
-    print(f"device: {device_name()} ({cpu_threads()} CPU threads)")
+    print(f"device: {device_name()} ({usable_cpus()} CPU threads)")
     for name, (path, kind) in MODELS.items():
         if not path.is_file():
             print(f"{name}: skipped ({path.relative_to(REPO)} not present)")
@@ -132,7 +133,7 @@ def main() -> int:
             continue
         try:
             runs = {t: nvidia_rates(nvidia[kind], path, kind, t, seconds, args.nvidia_python)
-                    for t in sorted({1, cpu_threads()})}
+                    for t in sorted({1, usable_cpus()})}
         except RuntimeError as exc:
             print(f"{name}_nvidia: failed ({exc})")
             continue

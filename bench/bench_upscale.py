@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bakery.upscale.config import JpegConfig  # noqa: E402
 from bakery.upscale.jpeg import write_jpeg  # noqa: E402
 from bakery.upscale.ncnn_weights import model_paths  # noqa: E402
-from bakery.upscale.stage import cpu_count  # noqa: E402
-from bakery.upscale.waifu2x import gpu_available, make_waifu2x  # noqa: E402
+from bakery.cpus import usable_cpus  # noqa: E402
+from bakery.upscale.engines import gpu_available, make_waifu2x  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "waifu2x" / "test_96x80.png"
-THREADS = int(os.environ.get("BENCH_THREADS", 0)) or cpu_count()
+THREADS = int(os.environ.get("BENCH_THREADS", 0)) or usable_cpus()
 REPEATS = int(os.environ.get("BENCH_REPEATS", 5))
 GPU = os.environ.get("BENCH_GPU", "0") == "1"
 
@@ -196,10 +196,10 @@ def bench_jpeg() -> None:
 
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(cpu_count()) as pool:
+        with ThreadPoolExecutor(usable_cpus()) as pool:
             start = time.perf_counter()
             list(pool.map(pillow_one, sources * 2))
-            say(f"jpeg_pillow_1024x1024_{cpu_count()}threads", 2 * count / (time.perf_counter() - start), "images/s")
+            say(f"jpeg_pillow_1024x1024_{usable_cpus()}threads", 2 * count / (time.perf_counter() - start), "images/s")
         if convert is None:
             print("jpeg_imagemagick: skipped (ImageMagick's convert not found and not installable here; "
                   "install the Debian package imagemagick)")

@@ -165,3 +165,66 @@ def test_dry_run_lists_each_file_like_aws_s3_sync(s3site, spelling, capsys):
         assert out.count(line) == 2, (line, out)  # once per target
     assert not any(line.startswith(("upload: index.html", "upload: example-1.jpg")) for line in out)
     assert "example-0.jpg" in s3site["remote"]() and (dest / "example-0.jpg").exists()  # nothing changed
+
+
+# ---------------------------------------------------------------- issue 21 item 5: one preflight
+
+def test_deploy_s3_runs_the_same_preflight_as_deploy(s3site, cf, monkeypatch, capsys):
+    monkeypatch.delenv("TEST_CF_TOKEN", raising=False)
+    public = s3site["public"]
+    fill_public(public, 3)
+    toml = s3site["make"](cloudflare=cloudflare_toml(cf.url), targets="")
+    assert main(["-q", "-c", str(toml), "deploy", "s3"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "nothing was sent" in err and "TEST_CF_TOKEN is not set" in err and "\n" not in err
+    (public / "index.html").unlink()
+    monkeypatch.setenv("TEST_CF_TOKEN", TOKEN)
+    assert main(["-q", "-c", str(toml), "deploy", "s3"]) == 1
+    assert "nothing was sent" in capsys.readouterr().err
+    assert s3site["remote"]() == {} and cf.requests == []
+
+
+def test_each_targets_checks_run_once(s3site, monkeypatch):
+    """The preflight asks each chosen target once (rsync's checks used to run twice)."""
+    from bakery.deploy import rsync, s3
+
+    ensure_rsync()
+    fill_public(s3site["public"], 2)
+    dest = s3site["root"] / "mirror"
+    toml = s3site["make"](targets='"s3", "rsync"', rsync=f'[[deploy.rsync]]\nname = "m"\ndestination = "{dest}"')
+    asked = []
+    for module in (s3, rsync):
+        monkeypatch.setattr(module, "problems", lambda config, options, real=module.problems, name=module.__name__:
+                            asked.append(name) or real(config, options))
+    assert main(["-q", "-c", str(toml), "deploy", "rsync"]) == 0
+    assert asked == ["bakery.deploy.rsync"] and (dest / "index.html").is_file()
+    asked.clear()
+    assert main(["-q", "-c", str(toml), "deploy"]) == 0
+    assert sorted(asked) == ["bakery.deploy.rsync", "bakery.deploy.s3"] and "index.html" in s3site["remote"]()
+
+
+def test_no_target_imports_the_preflight_and_no_import_circle_in_deploy_or_site():
+    import ast
+    from pathlib import Path
+
+    import bakery
+
+    root = Path(bakery.__file__).parent
+    graph = {}
+    for path in sorted([*root.glob("deploy/*.py"), *root.glob("site/*.py"), root / "published.py"]):
+        name = ".".join(path.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[name] = {m for m in found if m.startswith("bakery.")}
+    assert [m for m, deps in graph.items() if "bakery.deploy.preflight" in deps] == ["bakery.deploy.run"]
+    assert not {m for m in graph["bakery.deploy.preflight"] if m.startswith("bakery.deploy")}
+
+    def reaches(start, goal, seen):
+        return any(dep == goal or (dep in graph and dep not in seen and reaches(dep, goal, seen | {dep}))
+                   for dep in graph[start])
+
+    assert [m for m in graph if reaches(m, m, {m})] == []

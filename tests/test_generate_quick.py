@@ -161,7 +161,7 @@ def test_figure_cells_and_labels():
 # --- upscale --in/--out ---------------------------------------------------------------------
 
 def test_upscale_any_folder(tmp_path, capsys):
-    from bakery.upscale.waifu2x import make_waifu2x
+    from bakery.upscale.engines import make_waifu2x
 
     src, dst = tmp_path / "in", tmp_path / "up"
     src.mkdir()
@@ -221,7 +221,7 @@ def test_upscale_folder_errors(tmp_path, monkeypatch, capsys, argv, message):
 
 def test_upscale_one_file_in_each_format(tmp_path, capsys):
     """-i a.png -o b.png as waifu2x-ncnn-vulkan: the output's name gives its format, no manifest."""
-    from bakery.upscale.waifu2x import make_waifu2x
+    from bakery.upscale.engines import make_waifu2x
 
     src = tmp_path / "a.png"
     rng = np.random.default_rng(3)
@@ -247,17 +247,17 @@ def test_upscale_one_file_in_each_format(tmp_path, capsys):
 
 def test_upscale_tile_size_gives_the_untiled_result(tmp_path, monkeypatch):
     """-t is waifu2x-ncnn-vulkan's tile size (0 = auto): it reaches the engine and changes nothing."""
-    import bakery.upscale.waifu2x as waifu2x
+    import bakery.upscale.engines as engines
     from tests.test_waifu2x import assert_uint8_close
 
     tiles = []
-    real = waifu2x.make_waifu2x
+    real = engines.make_waifu2x
 
     def spy(engine, noise, **kwargs):
         tiles.append(kwargs["tile_size"])
         return real(engine, noise, **kwargs)
 
-    monkeypatch.setattr(waifu2x, "make_waifu2x", spy)
+    monkeypatch.setattr(engines, "make_waifu2x", spy)
     src = tmp_path / "in"
     src.mkdir()
     picture = np.asarray(Image.open(FIXTURES / "waifu2x" / "test_96x80.png").convert("RGB"))

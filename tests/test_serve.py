@@ -195,6 +195,23 @@ def test_content_types_follow_the_configured_s3_table(tmp_path):
     assert deploy_content_types(load_config(broken, sections=[])) == DEFAULT_CONTENT_TYPES
 
 
+def test_serve_and_deploy_share_one_table_and_serve_imports_no_deploy_module():
+    """The table lives in a core module (bakery.published) that both import; deploy's names still work."""
+    import ast
+
+    import bakery.deploy.config
+    import bakery.deploy.files
+    import bakery.published
+    import bakery.site.serve
+
+    assert bakery.deploy.config.DEFAULT_CONTENT_TYPES is bakery.published.DEFAULT_CONTENT_TYPES
+    assert bakery.deploy.files.content_type is bakery.published.content_type is bakery.site.serve.content_type
+    tree = ast.parse(open(bakery.site.serve.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith("bakery.deploy")}
+
+
 # --- --watch ----------------------------------------------------------------------------------
 
 def own_project(tmp_path):

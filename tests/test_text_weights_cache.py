@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bakery.config import load_config
+from bakery.cpus import usable_cpus
 from bakery.errors import ConfigError
 from bakery.text.backends import Request
 from bakery.text.weights_cache import RECORD_NAME, entry_key, load_cached, verify_entry
@@ -275,7 +276,7 @@ def test_shared_prompt_pass_equals_the_batched_one(tmp_path, tiny_gguf):
 
 
 def test_threads_config(tmp_path):
-    assert load_config(write_project(tmp_path, "")).text.threads == max(1, (os.cpu_count() or 1) // 2)
+    assert load_config(write_project(tmp_path, "")).text.threads == max(1, usable_cpus() // 2)
     assert load_config(write_project(tmp_path, "[text]\nthreads = 3\n")).text.threads == 3
     with pytest.raises(ConfigError, match="text.threads"):
         load_config(write_project(tmp_path, "[text]\nthreads = -1\n")).text

@@ -234,7 +234,7 @@ def test_waifu2x_stage_matches_the_model(tmp_path):
     rgba.save(raw / "example-1.png")
     assert run(toml, "upscale") == 0
 
-    from bakery.upscale.waifu2x import make_waifu2x
+    from bakery.upscale.engines import make_waifu2x
 
     model = make_waifu2x("ncnn", "none", tile_size=512)
     for i, mode in ((0, "RGB"), (1, "RGBA")):
@@ -262,7 +262,7 @@ def test_tensorflow_engine_through_the_stage(tmp_path, capsys):
     assert "waifu2x upconv_7 (noise none, tensorflow)" in capsys.readouterr().err
     assert json.loads((up / "manifest.json").read_text())["settings"]["engine"] == "tensorflow"
 
-    from bakery.upscale.waifu2x import make_waifu2x
+    from bakery.upscale.engines import make_waifu2x
 
     by_tf = {i: np.asarray(Image.open(up / f"example-{i}.png")).astype(int) for i in range(2)}
     reference = make_waifu2x("ncnn", "none")

@@ -19,8 +19,9 @@ from bakery.errors import BakeryError
 from bakery.upscale import ncnn_weights
 from bakery.upscale.modes import split_modes
 from bakery.upscale.ncnn_weights import MODEL_NAMES, load_network, load_waifu2x, model_paths, parse_param
-from bakery.upscale.waifu2x import (DEFAULT_ENGINE, ENGINES, Waifu2x, bicubic_2x, gpu_available, make_waifu2x,
-                                    tile_origins, to_uint8)
+from bakery.upscale.config import DEFAULT_ENGINE, ENGINES
+from bakery.upscale.engines import gpu_available, make_waifu2x
+from bakery.upscale.waifu2x import Waifu2x, bicubic_2x, tile_origins, to_uint8
 
 FIXTURES = Path(__file__).parent / "fixtures" / "waifu2x"
 # From the fixture README, for both engines: raw max |Δ| ≤ 1e-4; uint8 max |Δ| ≤ 1, mean < 0.05.

@@ -108,6 +108,28 @@ def purge_everything(cf, token: str) -> None:
     post(cf, token, {"purge_everything": True})
 
 
+def purge_problems(config, everything: bool) -> list[str]:
+    """What a purge after this deploy would need and lacks: the token, and the URL base (for
+    `purge = "changed"`); checked before the deploy uploads anything."""
+    from bakery.deploy.purgequeue import load_pending
+
+    cf = config.deploy.cloudflare
+    if cf is None:
+        return [f"{config.source}: deploy.cloudflare: --purge-everything needs a [deploy.cloudflare] section"] \
+            if everything else []
+    owed = load_pending(config.build_dir, cf.zone_id)
+    if cf.purge == "none" and not everything and not owed:
+        return []
+    problems = []
+    if not os.environ.get(cf.token_env, "").strip():
+        problems.append(f"cloudflare: environment variable {cf.token_env} is not set (an API token with "
+                        "the Zone.Cache Purge permission; see deploy.cloudflare.token_env)")
+    if cf.purge == "changed" and not (cf.base_url or config.site.base_url):
+        problems.append(f"{config.source}: deploy.cloudflare.base_url: needed to build the URLs to purge "
+                        "(or set site.base_url)")
+    return problems
+
+
 def purge_after_deploy(config, changed_rels: list[str], everything: bool = False) -> None:
     cf = config.deploy.cloudflare
     if cf is None:

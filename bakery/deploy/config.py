@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bakery.errors import ConfigError
+from bakery.published import DEFAULT_CONTENT_TYPES
 from bakery.tables import Table
 
 TARGETS = ("s3", "rsync")
@@ -31,26 +32,6 @@ DEFAULT_CACHE_CONTROL = {
     "example-*.jpg": "public, max-age=2592000",
     "snippet-*.txt": "public, max-age=2592000",
     "*": "public, max-age=86400",
-}
-
-# Extension → Content-Type where Python's mimetypes is missing or lacks the charset.
-DEFAULT_CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".json": "application/json",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".webp": "image/webp",
-    ".svg": "image/svg+xml",
-    ".gz": "application/gzip",
-    ".tar": "application/x-tar",
-    ".mp4": "video/mp4",
-    ".webm": "video/webm",
-    ".ico": "image/x-icon",
-    ".xml": "application/xml",
 }
 
 # Matched with fullmatch, never match + "$" ("$" also matches before a final newline).

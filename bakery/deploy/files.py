@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import fnmatch
-import mimetypes
 import os
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from bakery.errors import BakeryError
-
-# Leftovers of atomic writes that a crash interrupted (bakery.fsutil) and the staging folder
-# of an interrupted `bakery archive`: never published.
-ALWAYS_EXCLUDED = (".tmp-*", ".archiving-*")
+from bakery.published import ALWAYS_EXCLUDED, content_type, glob_matches, matches_any  # noqa: F401 (deploy's names)
 
 
 @dataclass(frozen=True)
@@ -23,21 +16,6 @@ class LocalFile:
     path: str  # absolute; a str, not a Path: building 100k Path objects is measurable
     size: int
     mtime_ns: int
-
-
-@lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> re.Pattern:
-    return re.compile(fnmatch.translate(pattern.lstrip("/")))
-
-
-def glob_matches(pattern: str, rel: str) -> bool:
-    """A glob with "/" matches the whole relative path, one without it only the file name."""
-    target = rel if "/" in pattern else rel.rsplit("/", 1)[-1]
-    return _compiled(pattern).match(target) is not None
-
-
-def matches_any(patterns, rel: str) -> bool:
-    return any(glob_matches(p, rel) for p in patterns)
 
 
 def scan_tree(root: Path, exclude: tuple[str, ...] = ()) -> list[LocalFile]:
@@ -77,14 +55,6 @@ def check_symlink(path: str, rel: str, real_root: str) -> None:
         what = "outside the published folder" if not inside else "not a regular file"
         raise BakeryError(f"deploy: {rel} is a symlink to {target}, {what}: refusing to follow it "
                           "(replace it with the file itself, or remove it)")
-
-
-def content_type(rel: str, overrides: dict[str, str]) -> str:
-    ext = os.path.splitext(rel)[1].lower()
-    if ext in overrides:
-        return overrides[ext]
-    guessed, _ = mimetypes.guess_type(rel, strict=False)
-    return guessed or "application/octet-stream"
 
 
 def cache_control(rel: str, rules: dict[str, str]) -> str | None:

@@ -4,6 +4,11 @@ A deploy that stops half-way is worse than one that never starts: with the Cloud
 missing, the old order uploaded everything and then lost the purge. So every credential and
 destination the chosen targets need is checked first, and all problems are reported in one
 line; nothing has been uploaded, copied or deleted when this fails.
+
+The site itself (index.html, image + snippet pairs) is checked here; each target answers for
+its own credentials and destinations through its `problems(config, options)` function. This
+module asks the targets it is given (bakery.deploy.run passes them) and imports none of them,
+so no target imports it either: each check runs once, in one place.
 """
 
 from __future__ import annotations
@@ -43,83 +48,13 @@ def site_problem(config, allow_empty: bool) -> str | None:
     return None
 
 
-def cloudflare_problems(config, purge_everything: bool) -> list[str]:
-    """The token (and the URL base) a purge after this deploy would need."""
-    from bakery.deploy.purgequeue import load_pending
+def check_before_deploy(config, targets: dict, options) -> None:
+    """BakeryError listing every problem, before any target sends anything.
 
-    cf = config.deploy.cloudflare
-    if cf is None:
-        return [f"{config.source}: deploy.cloudflare: --purge-everything needs a [deploy.cloudflare] section"] \
-            if purge_everything else []
-    owed = load_pending(config.build_dir, cf.zone_id)
-    if cf.purge == "none" and not purge_everything and not owed:
-        return []
-    problems = []
-    if not os.environ.get(cf.token_env, "").strip():
-        problems.append(f"cloudflare: environment variable {cf.token_env} is not set (an API token with "
-                        "the Zone.Cache Purge permission; see deploy.cloudflare.token_env)")
-    if cf.purge == "changed" and not (cf.base_url or config.site.base_url):
-        problems.append(f"{config.source}: deploy.cloudflare.base_url: needed to build the URLs to purge "
-                        "(or set site.base_url)")
-    return problems
-
-
-def s3_problems(config) -> list[str]:
-    from bakery.deploy.s3 import aws_session
-
-    if config.deploy.s3 is None:
-        return [f"{config.source}: deploy.s3: no [deploy.s3] section: nothing to deploy to"]
-    try:
-        aws_session(config.deploy.s3)
-    except BakeryError as exc:
-        return [str(exc)]
-    return []
-
-
-def rsync_problems(config, delete: bool | None) -> list[str]:
-    from bakery.deploy.config import delete_target_problem
-    from bakery.deploy.rsync import rsync_binary
-
-    problems = []
-    try:
-        rsync_binary()
-    except BakeryError as exc:
-        problems.append(str(exc))
-    own = [("content", config.root / "content"), ("build", config.build_dir), ("public", config.public_dir),
-           ("static", config.site.static_dir), ("templates", config.site.templates_dir)]
-    for i, target in enumerate(config.deploy.rsync):
-        key = f"{config.source}: deploy.rsync[{i}]"
-        for sub, local in target.extra_trees.items():
-            if not local.is_dir():
-                problems.append(f"{key}.extra_trees.{sub}: folder not found: {local}")
-        problem = delete_target_problem(target.destination, config.root, own) \
-            if (target.delete if delete is None else delete) else None
-        if problem:
-            problems.append(f"{key}.destination: with --delete: {problem}")
-    return problems
-
-
-def check_before_deploy(config, targets, *, dry_run: bool = False, allow_empty: bool = False,
-                        purge_everything: bool = False, delete: bool | None = None) -> None:
-    """BakeryError listing every problem, before any target sends anything."""
-    problem = site_problem(config, allow_empty)
+    targets: name → target module (each has `problems(config, options) -> list[str]`)."""
+    problem = site_problem(config, options.allow_empty)
     problems = [problem] if problem else []
-    if "s3" in targets:
-        problems += s3_problems(config)
-        purge = cloudflare_problems(config, purge_everything)
-        if dry_run:  # the plan can still be shown; the real deploy will refuse
-            for p in purge:
-                log.warning("deploy: the real deploy would stop here: %s", p)
-        else:
-            problems += purge
-    if "rsync" in targets:
-        problems += rsync_problems(config, delete)
+    for target in targets.values():
+        problems += target.problems(config, options)
     if problems:
         raise BakeryError("deploy: nothing was sent: " + "; ".join(problems))
-
-
-def check_deploy_args(config, targets, args) -> None:
-    """check_before_deploy with the `bakery deploy` command line's flags."""
-    check_before_deploy(config, targets, dry_run=args.dry_run, allow_empty=getattr(args, "allow_empty", False),
-                        purge_everything=getattr(args, "purge_everything", False),
-                        delete=getattr(args, "delete", None))

@@ -30,12 +30,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bakery.deploy.config import NAME_RE, single_line
-from bakery.deploy.preflight import check_before_deploy
+from bakery.deploy.config import NAME_RE, delete_target_problem, single_line
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import write_bytes_atomic, write_text_atomic
 from bakery.progress import spinner
 from bakery.redact import redact, remember
+from bakery.sizes import human_bytes
 
 log = logging.getLogger("bakery.deploy")
 
@@ -219,27 +219,45 @@ def push_target(target, public: Path, dry_run: bool, delete: bool, max_deletes: 
     return PushResult(target.name, True, seconds=time.monotonic() - t0, **totals)
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 def effective_delete(target, delete: bool | None, max_deletes: int | None) -> tuple[bool, int]:
     """The one rule for every target: a flag given on the command line wins over the config key."""
     return (target.delete if delete is None else delete,
             target.max_deletes if max_deletes is None else max_deletes)
 
 
+def problems(config, options) -> list[str]:
+    """What would stop this target (bakery.deploy.preflight asks before anything is sent): no
+    mirror configured, no rsync binary, a missing extra tree, or deleting (--delete or the
+    target's key) into this project's own folders."""
+    found = []
+    if not config.deploy.rsync:
+        found.append(f"{config.source}: deploy.rsync: no [[deploy.rsync]] target configured")
+    try:
+        rsync_binary()
+    except BakeryError as exc:
+        found.append(str(exc))
+    own = [("content", config.root / "content"), ("build", config.build_dir), ("public", config.public_dir),
+           ("static", config.site.static_dir), ("templates", config.site.templates_dir)]
+    for i, target in enumerate(config.deploy.rsync):
+        key = f"{config.source}: deploy.rsync[{i}]"
+        for sub, local in target.extra_trees.items():
+            if not local.is_dir():
+                found.append(f"{key}.extra_trees.{sub}: folder not found: {local}")
+        deleting, _ = effective_delete(target, options.delete, None)
+        problem = delete_target_problem(target.destination, config.root, own) if deleting else None
+        if problem:
+            found.append(f"{key}.destination: with --delete: {problem}")
+    return found
+
+
 def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
-                 delete: bool | None = None, allow_empty: bool = False, quiet: bool = False) -> list[PushResult]:
+                 delete: bool | None = None, quiet: bool = False) -> list[PushResult]:
+    """Push public/ (and the extra trees) to every mirror. problems() is the check before it
+    (bakery.deploy.run asks it, once, before any target sends anything)."""
     remember(os.environ.get("RSYNC_PASSWORD"))  # rsync reads it itself; we only keep it out of messages
     targets = config.deploy.rsync
     if not targets:
         raise BakeryError(f"{config.source}: deploy.rsync: no [[deploy.rsync]] target configured")
-    check_before_deploy(config, ["rsync"], dry_run=dry_run, allow_empty=allow_empty, delete=delete)
     results = []
     for target in targets:
         deleting, cap = effective_delete(target, delete, max_deletes)
@@ -249,7 +267,7 @@ def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
         results.append(result)
         if result.ok:
             log.info("rsync %s: %d files (%s) %s, %d %s, %.1f s → %s", target.name, result.files,
-                     human(result.bytes), "would be sent" if dry_run else "sent", result.deleted,
+                     human_bytes(result.bytes), "would be sent" if dry_run else "sent", result.deleted,
                      "would be deleted" if dry_run else "deleted", result.seconds, redact(target.destination))
         else:
             log.error("rsync %s: FAILED, %s → %s", target.name, result.error, redact(target.destination))
@@ -260,9 +278,10 @@ def deploy_rsync(config, dry_run: bool = False, max_deletes: int | None = None,
     return results
 
 
-def run_deploy_rsync(config, args) -> None:
-    deploy_rsync(config, dry_run=args.dry_run, max_deletes=args.max_deletes, delete=getattr(args, "delete", None),
-                 allow_empty=getattr(args, "allow_empty", False), quiet=getattr(args, "quiet", False))
+def push(config, options) -> None:
+    """deploy_rsync with the `bakery deploy` flags (bakery.deploy.run)."""
+    deploy_rsync(config, dry_run=options.dry_run, max_deletes=options.max_deletes, delete=options.delete,
+                 quiet=options.quiet)
 
 
 # ---------------------------------------------------------------- serving a mirror

@@ -31,6 +31,7 @@ from bakery.deploy.s3state import Entry, State, load_state, save_state, state_pa
 from bakery.errors import BakeryError, StageFailures
 from bakery.progress import progress, spinner
 from bakery.redact import redact, remember
+from bakery.sizes import human_bytes
 
 log = logging.getLogger("bakery.deploy")
 
@@ -185,14 +186,6 @@ def resolve_verifications(client, s3cfg, plan: Plan, quiet: bool) -> None:
     plan.actions["verify"] = []
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 PLAN_ROWS = (("new", "upload (new)"), ("changed", "upload (changed)"), ("copy", "copy (same bytes elsewhere)"),
              ("headers", "update headers"), ("verify", "check headers"), ("same", "unchanged"),
              ("delete", "delete"))
@@ -203,7 +196,7 @@ def format_plan(plan: Plan, s3cfg, dry_run: bool, delete: bool) -> str:
     lines = [title + (" (dry run: nothing changes)" if dry_run else "")]
     for kind, label in PLAN_ROWS:
         note = "" if kind != "delete" or delete else "   (not deleted: pass --delete)"
-        lines.append(f"  {label:<28}{plan.count(kind):>9} files {human(plan.bytes(kind)):>10}{note}")
+        lines.append(f"  {label:<28}{plan.count(kind):>9} files {human_bytes(plan.bytes(kind)):>10}{note}")
     return "\n".join(lines)
 
 
@@ -411,7 +404,7 @@ def summary(outcome: Outcome, plan: Plan, seconds: float) -> str:
     done = outcome.done
     rate = outcome.bytes_sent / seconds if seconds > 0 else 0
     return (f"s3: {done.get('new', 0)} new and {done.get('changed', 0)} changed files uploaded "
-            f"({human(outcome.bytes_sent)}, {human(rate)}/s), {done.get('copy', 0)} copied, "
+            f"({human_bytes(outcome.bytes_sent)}, {human_bytes(rate)}/s), {done.get('copy', 0)} copied, "
             f"{done.get('headers', 0)} header updates, {done.get('delete', 0)} deleted, "
             f"{plan.count('same')} unchanged, in {seconds:.1f} s")
 
@@ -478,12 +471,36 @@ def deploy_s3(config, dry_run: bool = False, delete: bool | None = None, max_del
     return plan, outcome
 
 
-def run_deploy_s3(config, args) -> None:
-    everything = getattr(args, "purge_everything", False)
+def problems(config, options) -> list[str]:
+    """What would stop this target (bakery.deploy.preflight asks before anything is sent): no
+    [deploy.s3] section, no AWS credentials, and what the CDN purge after it would lack. A dry
+    run purges nothing, so the purge's problems are only warnings there."""
+    from bakery.deploy.cloudflare import purge_problems
+
+    found = []
+    if config.deploy.s3 is None:
+        found.append(f"{config.source}: deploy.s3: no [deploy.s3] section: nothing to deploy to")
+    else:
+        try:
+            aws_session(config.deploy.s3)
+        except BakeryError as exc:
+            found.append(str(exc))
+    purge = purge_problems(config, options.purge_everything)
+    if options.dry_run:  # the plan can still be shown; the real deploy will refuse
+        for problem in purge:
+            log.warning("deploy: the real deploy would stop here: %s", problem)
+        return found
+    return found + purge
+
+
+def push(config, options) -> None:
+    """The S3 deploy and the CDN purge after it, with the `bakery deploy` flags (bakery.deploy.run);
+    problems() has been answered first."""
+    everything = options.purge_everything
     try:
-        plan, outcome = deploy_s3(config, dry_run=args.dry_run, delete=getattr(args, "delete", None),
-                                  max_deletes=args.max_deletes, quiet=args.quiet,
-                                  trust_state=getattr(args, "trust_state", False))
+        plan, outcome = deploy_s3(config, dry_run=options.dry_run, delete=options.delete,
+                                  max_deletes=options.max_deletes, quiet=options.quiet,
+                                  trust_state=options.trust_state)
     except StageFailures:
         # Objects overwritten before the failure will look unchanged on the rerun: purge them now
         # (what stays owed remains in the queue on disk for the next deploy).

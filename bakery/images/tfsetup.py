@@ -5,18 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
+from bakery.cpus import usable_cpus
 from bakery.native_stderr import quiet_native_startup
 
 log = logging.getLogger("bakery.images")
 _TF = None
-
-
-def cpu_threads() -> int:
-    """Cores this process may use (the affinity mask, not the machine's total)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def import_tf():
@@ -33,8 +26,8 @@ def import_tf():
             gpus = tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
 
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(cpu_threads())
-            tf.config.threading.set_inter_op_parallelism_threads(cpu_threads())
+            tf.config.threading.set_intra_op_parallelism_threads(usable_cpus())
+            tf.config.threading.set_inter_op_parallelism_threads(usable_cpus())
         except RuntimeError:  # already initialised by someone else in this process
             pass
         # TF32 matmuls on Ampere+ GPUs change results by ~1e-3: keep float32 exact.

@@ -22,8 +22,9 @@ import jinja2
 from bakery.errors import BakeryError
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic, write_json_atomic, write_text_atomic
 from bakery.progress import progress
-from bakery.site.downloads import human_size, write_downloads
+from bakery.site.downloads import write_downloads
 from bakery.site.files import IMAGE_RE, SNIPPET_RE, canonical_files
+from bakery.sizes import human_bytes
 from bakery.verify import verified_pair_ids
 
 log = logging.getLogger("bakery.site")
@@ -219,7 +220,7 @@ class EmptySite(BakeryError):
 
 def render_page(config, name: str, context: dict) -> str:
     env = make_environment(config.site.templates_dir)
-    env.filters["filesize"] = human_size
+    env.filters["filesize"] = human_bytes
     try:
         template = env.get_template(name)
     except jinja2.TemplateNotFound:

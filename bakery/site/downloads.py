@@ -63,13 +63,3 @@ def write_downloads(config, mirror_command: str | None) -> dict:
         downloads["rsync"] = mirror_command
     write_json_atomic(config.public_dir / "downloads.json", downloads)
     return downloads
-
-
-def human_size(size: int) -> str:
-    """1536 → '1.5 KB' (powers of 1024, as file managers show them)."""
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"

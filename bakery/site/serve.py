@@ -4,7 +4,7 @@ It serves what a deploy would publish and nothing else: regular files inside pub
 path opened one component at a time below public/ without following any symbolic link (a
 link anywhere on the path is a 404, as is a FIFO or device, a `..`, or a leftover of an
 interrupted write), no directory listings (a folder serves its index.html, or is a 404), and
-the Content-Type deploy gives each file (bakery/deploy/files.py).
+the Content-Type deploy gives each file (bakery/published.py).
 
 Each request is one line on stderr in the Common Log Format, as `python -m http.server` and
 most web servers write it (-q hides them). With --watch, content/, templates/ and static/ are
@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from bakery.deploy.config import DEFAULT_CONTENT_TYPES
-from bakery.deploy.files import ALWAYS_EXCLUDED, content_type, matches_any
 from bakery.errors import BakeryError
+from bakery.published import ALWAYS_EXCLUDED, DEFAULT_CONTENT_TYPES, content_type, matches_any
 
 log = logging.getLogger("bakery.serve")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bakery.cpus import usable_cpus
 from bakery.tables import Table
 from bakery.text.clean import DEFAULT_END_MARKERS, DEFAULT_REJECT_WORDS, CleanRules, content_ngrams
 
@@ -254,11 +255,11 @@ def user_cache_dir(environ=os.environ) -> Path:
 
 
 def default_threads() -> int:
-    """Half the logical CPUs (llama.cpp's default: one per physical core where cores have two
+    """Half the logical CPUs this process may use (llama.cpp's default: one per physical core where cores have two
     hardware threads). torch's own default, every CPU, makes its OpenMP threads spin-wait
     for each other: on a 2-core machine with anything else running, a batch-36 matrix
     product took 10-20x longer with 2 threads than with 1 (docs/text.md, "Speed")."""
-    return max(1, (os.cpu_count() or 1) // 2)
+    return max(1, usable_cpus() // 2)
 
 
 def parse_model_cache(t: Table) -> Path | None:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from bakery.tables import Table
 
 METHODS = ("waifu2x", "lanczos", "none")
-ENGINES = ("ncnn", "tensorflow")  # as bakery.upscale.waifu2x.ENGINES (not imported: it pulls numpy/Pillow)
+ENGINES = ("ncnn", "tensorflow")  # waifu2x engines (bakery.upscale.engines builds them)
+DEFAULT_ENGINE = "ncnn"
 NOISE_LEVELS = ("none", "0", "1", "2", "3")
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
 
@@ -58,7 +59,7 @@ def parse_upscale(t: Table) -> UpscaleConfig:
         raise t.error("noise", f"must be \"none\" or 0, 1, 2, 3, got {noise_value!r}")
     cfg = UpscaleConfig(
         method=t.str("method", "waifu2x", choices=METHODS),
-        engine=t.str("engine", "ncnn", choices=ENGINES),
+        engine=t.str("engine", DEFAULT_ENGINE, choices=ENGINES),
         gpu=t.bool("gpu", True),
         noise=noise_value,
         tile_size=t.int("tile_size", 512, min=16, max=4096),

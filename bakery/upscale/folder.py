@@ -26,7 +26,7 @@ from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic
 from bakery.progress import progress, spinner
 from bakery.upscale.stage import DECODE_ERRORS, PNG_LEVEL, Manifest, plan, read_source
-from bakery.upscale.waifu2x import DEFAULT_ENGINE
+from bakery.upscale.config import DEFAULT_ENGINE
 
 log = logging.getLogger("bakery.upscale")
 
@@ -121,7 +121,7 @@ def upscale_image(img: Image.Image, first, later, passes: int) -> Image.Image:
 
 def load_models(engine: str, noise: str, passes: int, tile: int, quiet: bool):
     """(model of the first pass, model of the later ones): only the first pass denoises."""
-    from bakery.upscale.waifu2x import make_waifu2x
+    from bakery.upscale.engines import make_waifu2x
 
     with spinner("loading waifu2x", quiet=quiet):
         first = make_waifu2x(engine, noise, tile_size=tile)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bakery.cpus import usable_cpus
 from bakery.errors import BakeryError
 from bakery.native_stderr import quiet_native_startup
 from bakery.upscale.ncnn_weights import load_network, model_paths
@@ -53,9 +54,7 @@ def vulkan_gpu_count() -> int:
 
 
 def default_threads() -> int:
-    from bakery.upscale.stage import cpu_count
-
-    return cpu_count()
+    return usable_cpus()
 
 
 class NcnnWaifu2x(Waifu2x):

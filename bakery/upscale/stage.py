@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from bakery.cpus import usable_cpus
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import atomic_open, remove_stale_temps, write_bytes_atomic, write_json_atomic
 from bakery.journal import JOURNAL_NAME, Journal, replay
@@ -124,13 +125,6 @@ def plan(ids: list[int], src_of, dst_of, manifest: Manifest) -> tuple[list[Job],
             manifest.forget(image_id)
             todo.append(job)
     return todo, done, missing
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def size_report(stage: str, outputs: list[Path], what: str) -> None:
@@ -242,7 +236,7 @@ class Upscaler:
         self.method = cfg.method
         self.model = None
         if cfg.method == "waifu2x":
-            from bakery.upscale.waifu2x import make_from_config
+            from bakery.upscale.engines import make_from_config
 
             self.model = make_from_config(cfg, threads)
 
@@ -318,7 +312,7 @@ def upscale_plan(cfg, has_gpu: bool, jobs: int) -> tuple[int, int, int]:
     two single-threaded worker processes (which also pay the engine's start-up twice), see
     docs/upscale.md. On a GPU one process feeds it batches of images.
     """
-    cores = cpu_count()
+    cores = usable_cpus()
     if cfg.method != "waifu2x":
         return 1, 1, 1
     if has_gpu:
@@ -366,7 +360,7 @@ def _describe(cfg) -> str:
 def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quiet: bool) -> None:
     has_gpu = False
     if cfg.method == "waifu2x":
-        from bakery.upscale.waifu2x import gpu_available
+        from bakery.upscale.engines import gpu_available
 
         has_gpu = gpu_available(cfg.engine, cfg.gpu)
     workers, threads, per_call = upscale_plan(cfg, has_gpu, len(todo))
@@ -398,7 +392,7 @@ def _upscale_jobs(cfg, todo: list[Job], manifest: Manifest, failures: dict, quie
                 for chunk in chunks:
                     collect(run_here(chunk))
             else:  # Pillow releases the GIL while it decodes, resizes and encodes
-                with cf.ThreadPoolExecutor(cpu_count()) as pool:
+                with cf.ThreadPoolExecutor(usable_cpus()) as pool:
                     for results in pool.map(run_here, chunks):
                         collect(results)
         else:
@@ -468,7 +462,7 @@ def run_compress(config, args) -> None:
             compress_remote(remote, cfg, todo, manifest, failures, bar)
             todo = []
         # libjpeg-turbo and zlib run with the GIL released, so threads use every core
-        with cf.ThreadPoolExecutor(cfg.workers or cpu_count()) as pool:
+        with cf.ThreadPoolExecutor(cfg.workers or usable_cpus()) as pool:
             for image_id, size, error in pool.map(lambda job: compress_one(job, cfg, manifest), todo):
                 if error:
                     failures[image_id] = error

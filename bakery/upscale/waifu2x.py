@@ -1,4 +1,4 @@
-"""waifu2x upconv_7 (anime-style-art, 2x): what every engine shares, and the factory that picks one.
+"""waifu2x upconv_7 (anime-style-art, 2x): what every engine shares (bakery.upscale.engines picks one).
 
 The network is six valid 3x3 convolutions with leaky ReLU (3→16→32→64→128→128→256 channels)
 and a 4x4 stride-2 transposed convolution to 3 channels whose output is cropped by 3 px a side.
@@ -16,7 +16,7 @@ bicubic filter (Keys, a = -0.75).
 All of that lives here, in `Waifu2x`; an engine only supplies `forward` (padded float32 tiles →
 raw network output): `ncnn_engine.NcnnWaifu2x` runs the .param/.bin files in ncnn itself (the
 default), `tf_engine.TensorflowWaifu2x` runs the same weights as a TensorFlow 2 graph. Each
-engine's library is imported only when that engine is built.
+engine's library is imported only when that engine is built (bakery/upscale/engines.py).
 """
 
 from __future__ import annotations
@@ -26,13 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from bakery.errors import BakeryError
 from bakery.upscale.modes import join_modes, split_modes
 from bakery.upscale.ncnn_weights import Network, load_waifu2x
 
 BICUBIC_A = -0.75  # waifu2x-ncnn-vulkan resizes alpha with ncnn's bicubic, which uses a = -0.75
-ENGINES = ("ncnn", "tensorflow")
-DEFAULT_ENGINE = "ncnn"
 
 
 # --- pre/post-processing --------------------------------------------------------------------
@@ -158,47 +155,3 @@ class Waifu2x:
 
     def upscale(self, img: Image.Image) -> Image.Image:
         return self.upscale_images([img])[0]
-
-
-# --- choosing an engine ----------------------------------------------------------------------
-
-
-def check_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise BakeryError(f"unknown waifu2x engine {engine!r} (use {' or '.join(ENGINES)})")
-    return engine
-
-
-def make_waifu2x(engine: str = DEFAULT_ENGINE, noise: str = "none", *, tile_size: int = 512,
-                 batch_size: int = 1, threads: int = 0, gpu: bool = True) -> Waifu2x:
-    """The waifu2x model for `noise` on `engine` ("ncnn" or "tensorflow").
-
-    threads: CPU threads (0 = every core the process may use); gpu: use a GPU when the engine
-    finds one (ncnn: a Vulkan device, TensorFlow: a CUDA device).
-    """
-    if check_engine(engine) == "ncnn":
-        from bakery.upscale.ncnn_engine import NcnnWaifu2x
-
-        return NcnnWaifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads, gpu=gpu)
-    from bakery.upscale.tf_engine import TensorflowWaifu2x
-
-    return TensorflowWaifu2x(noise, tile_size=tile_size, batch_size=batch_size, threads=threads, gpu=gpu)
-
-
-def make_from_config(cfg, threads: int) -> Waifu2x:
-    """make_waifu2x from an UpscaleConfig, with the thread count the stage planned per worker."""
-    return make_waifu2x(cfg.engine, cfg.noise, tile_size=cfg.tile_size, batch_size=cfg.batch_size,
-                        threads=threads, gpu=cfg.gpu)
-
-
-def gpu_available(engine: str = DEFAULT_ENGINE, gpu: bool = True) -> bool:
-    """Whether `engine` would run on a GPU here (False at once when gpu is off)."""
-    if not gpu:
-        return False
-    if check_engine(engine) == "ncnn":
-        from bakery.upscale.ncnn_engine import vulkan_gpu_count
-
-        return vulkan_gpu_count() > 0
-    from bakery.upscale.tf_engine import cuda_gpu_available
-
-    return cuda_gpu_available()
