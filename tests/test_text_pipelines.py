@@ -25,7 +25,7 @@ class Scripted:
         return [self.answers.get(r.seed, self.default) for r in requests]
 
 
-def two_stage_config(tmp_path):
+def two_stage_config(tmp_path, clean: str = "", episode_prompt: str = "{header}\n\nPlot summary. {title}!"):
     return load_config(write_project(tmp_path, """
 [text]
 pipeline = "two_stage"
@@ -38,7 +38,7 @@ min_chars = 100
 [text.clean]
 min_chars = 150
 max_chars = 700
-""", prompts={"synopsis.txt": "Catalogue #{id}\n", "episode.txt": "{header}\n\nPlot summary. {title}!"})).text
+""" + clean, prompts={"synopsis.txt": "Catalogue #{id}\n", "episode.txt": episode_prompt})).text
 
 
 def test_split_title_synopsis():
@@ -120,21 +120,8 @@ def test_prompted_rejects_an_echo_of_its_own_rendered_prompt(tmp_path):
 
 
 def test_two_stage_episode_may_continue_its_synopsis_but_not_echo_its_instructions(tmp_path):
-    cfg = load_config(write_project(tmp_path, """
-[text]
-pipeline = "two_stage"
-[text.synopsis]
-stop = ["\\n"]
-min_chars = 100
-[text.episode]
-prefix = "In the first episode,"
-min_chars = 100
-[text.clean]
-min_chars = 150
-max_chars = 700
-max_echo = 0
-""", prompts={"synopsis.txt": "Catalogue #{id}\n",
-              "episode.txt": "{header}\n\nPlot summary of the pilot episode. In the first episode of this anime,"})).text
+    cfg = two_stage_config(tmp_path, "max_echo = 0\n", episode_prompt="{header}\n\nPlot summary of the pilot "
+                                                                     "episode. In the first episode of this anime,")
     synopsis = Scripted({}, default=f"Lanterns of Kurokawa|{SYNOPSIS}")
     continuing = f" the shy lantern maker's daughter follows the lantern upstream. {EPISODE}"
     echoing = f" the plot summary of the pilot episode goes like this. {EPISODE}"

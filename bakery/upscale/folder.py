@@ -25,7 +25,7 @@ from PIL import Image
 from bakery.errors import BakeryError, StageFailures
 from bakery.fsutil import remove_stale_temps, write_bytes_atomic
 from bakery.progress import progress, spinner
-from bakery.upscale.stage import DECODE_ERRORS, PNG_LEVEL, Manifest, plan, read_source
+from bakery.upscale.stage import PNG_LEVEL, Manifest, decode_png, plan, read_source
 from bakery.upscale.config import DEFAULT_ENGINE
 
 log = logging.getLogger("bakery.upscale")
@@ -83,13 +83,7 @@ def list_images(folder: Path, suffix: str = ".png") -> list[Path]:
 
 def open_image(path: Path) -> Image.Image:
     """Decode fully now, so a truncated or corrupt file fails here with one line naming it."""
-    data = read_source(path)
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return img
-    except DECODE_ERRORS as exc:
-        raise BakeryError(f"{path}: cannot decode the image ({exc or type(exc).__name__})") from None
+    return decode_png(read_source(path), path, "the image")
 
 
 def encode_image(img: Image.Image, fmt: str, icc: bytes | None) -> bytes:

@@ -182,9 +182,9 @@ def read_source(path: Path) -> bytes:
         raise BakeryError(f"{path} is missing") from None
 
 
-def decode_png(data: bytes, name) -> Image.Image:
-    """PNG bytes (read here, or sent to a Ray worker) → a fully decoded image; `name` is the
-    source path the error names."""
+def decode_png(data: bytes, name, what: str = "PNG") -> Image.Image:
+    """Image bytes (read here, or sent to a Ray worker) → a fully decoded image, so a truncated
+    or corrupt file fails here with one line; `name` is the source path the error names."""
     import io
 
     if data is None:
@@ -194,7 +194,7 @@ def decode_png(data: bytes, name) -> Image.Image:
             img.load()
             return img
     except DECODE_ERRORS as exc:
-        raise BakeryError(f"{name}: cannot decode PNG ({exc or type(exc).__name__})") from None
+        raise BakeryError(f"{name}: cannot decode {what} ({exc or type(exc).__name__})") from None
 
 
 # --- upscale --------------------------------------------------------------------------------
