@@ -463,13 +463,6 @@ def _raw_bytes(raw, session: LoadSession, what: str) -> bytes:
     raise session.error(f"a {what}'s data is a {type(raw).__name__}, not bytes")
 
 
-def _sizes(shape: tuple) -> bool:
-    for d in shape:
-        if d.__class__ is not int or d < 0:
-            return False
-    return True
-
-
 def _flag(value) -> bool:
     return value.__class__ in (bool, int) and value in (0, 1)
 
@@ -530,8 +523,11 @@ class ArraySpec:
         if not (state.__class__ is tuple and len(state) == 5 and state[0].__class__ is int and state[0] == 1):
             raise session.error(f"malformed numpy array state in the pickle ({describe(state)})")
         _, shape, spec, fortran, raw = state
-        if not (shape.__class__ is tuple and len(shape) <= MAX_NDIM and _sizes(shape)):
+        if not (shape.__class__ is tuple and len(shape) <= MAX_NDIM):
             raise session.error(f"a numpy array with shape {describe(shape)} (at most {MAX_NDIM} sizes ≥ 0)")
+        for d in shape:  # every size an int ≥ 0 (inline: this runs once per array)
+            if d.__class__ is not int or d < 0:
+                raise session.error(f"a numpy array with shape {describe(shape)} (at most {MAX_NDIM} sizes ≥ 0)")
         if spec.__class__ is not DtypeSpec or not (fortran is False or _flag(fortran)):
             raise session.error(f"malformed numpy array state in the pickle (dtype {describe(spec)}, "
                                 f"fortran {describe(fortran)})")
@@ -605,10 +601,16 @@ class PlainCopier:
         if cls is tuple and 0 < len(value) <= 4:
             items = []
             for item in value:
-                copied, size = self._leaf(item, where) if item.__class__ is not tuple else (None, 0)
-                if size != 1:
-                    return None, 0
-                items.append(copied)
+                item_cls = item.__class__
+                if item_cls in _LEAF_CLASSES:  # the usual items (a TF1 (name, array) pair) without a call
+                    items.append(item)
+                elif item_cls is ArraySpec and item.array is not None:
+                    items.append(item.array)
+                else:
+                    copied, size = self._leaf(item, where) if item_cls is not tuple else (None, 0)
+                    if size != 1:
+                        return None, 0
+                    items.append(copied)
             return tuple(items), 1 + len(items)
         if isinstance(value, np.generic):
             if value.dtype.kind not in "biuf":
