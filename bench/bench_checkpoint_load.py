@@ -19,7 +19,8 @@ today's architecture builders (unchanged by the hardening apart from error messa
 that both load the same tensors.
 
 With --large, also a full-size checkpoint made on the spot (StyleGAN 2 config-f at 1024 px,
-random weights, NVIDIA's TF1 format: about 250 MB, G and Gs sharing their arrays), parse only.
+random weights, NVIDIA's TF1 format: about 290 MB, G and Gs sharing their arrays), parse and
+load_generator, the fastest of 3 (not in the totals).
 
     python bench/bench_checkpoint_load.py [--rounds 15] [--baseline 5f874cc] [--large]
 """
@@ -68,7 +69,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=15, help="loads of each kind per file, alternating (default 15)")
     p.add_argument("--baseline", default="5f874cc", help="git revision of the old loaders (default 5f874cc)")
-    p.add_argument("--large", action="store_true", help="also a 1024 px config-f checkpoint (~250 MB, parse only)")
+    p.add_argument("--large", action="store_true", help="also a 1024 px config-f checkpoint (~290 MB)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -174,16 +175,18 @@ def main() -> None:
             kw = {"num_channels": 3, "resolution": 1024, "label_size": 0, "fmap_base": 32 << 10, "fmap_max": 512}
             big.write_bytes(stylegan2_pickle(kw, random_init(0)))
             print(f"large checkpoint: {big.stat().st_size / 1e6:.0f} MB", flush=True)
-            times = {"old": [], "new": []}
-            for _ in range(3):
-                for label, fn in (("old", old_parse), ("new", new_parse)):
-                    start = time.perf_counter()
-                    fn(big)
-                    times[label].append(time.perf_counter() - start)
-            old_s, new_s = min(times["old"]), min(times["new"])
-            print(f"parse_stylegan2_f_1024_old: {old_s * 1e3:.0f} ms")
-            print(f"parse_stylegan2_f_1024: {new_s * 1e3:.0f} ms")
-            print(f"parse_stylegan2_f_1024_ratio: {new_s / old_s:.3f} x")
+            for kind, (old_fn, new_fn) in {"parse": (old_parse, new_parse),
+                                           "load_generator": (old_load_generator, new_load_generator)}.items():
+                times = {"old": [], "new": []}
+                for _ in range(3):
+                    for label, fn in (("old", old_fn), ("new", new_fn)):
+                        start = time.perf_counter()
+                        fn(big)
+                        times[label].append(time.perf_counter() - start)
+                old_s, new_s = min(times["old"]), min(times["new"])
+                print(f"{kind}_stylegan2_f_1024_old: {old_s * 1e3:.0f} ms")
+                print(f"{kind}_stylegan2_f_1024: {new_s * 1e3:.0f} ms")
+                print(f"{kind}_stylegan2_f_1024_ratio: {new_s / old_s:.3f} x", flush=True)
         for kind, (old_s, new_s, old_c, new_c) in totals.items():
             print(f"{kind}_all_checkpoints_old: {old_s * 1e3:.1f} ms")
             print(f"{kind}_all_checkpoints: {new_s * 1e3:.1f} ms")
