@@ -5,8 +5,12 @@ For the shipped demo model and every fixture checkpoint in tests/fixtures, alter
 new so that both see the same machine load, the fastest of --rounds loads (the least disturbed
 by other work on the machine; `*_cpu` lines: the same in process CPU time, both threads) of:
 
-  load_generator: file → a ready generator (what `bakery generate` pays to load a model)
-  parse: file → the checkpoint's plain data (format sniff + loader, no generator built)
+  parse: file → the checkpoint's plain data (format sniff + loader, no generator built), every
+      checkpoint
+  load_generator: file → a ready generator (what `bakery generate` pays to load a model), every
+      checkpoint that holds one the bakery builds (not the discriminator-only snapshots kept
+      for `bakery rank`, nor the TF1 D fixtures, whose Gs is a placeholder); the first line
+      names those left out
 
 The old loaders are the modules at --baseline (default 5f874cc, before issue 20) taken with
 `git show` into a temporary folder; the old load_generator is that commit's checkpoint code with
@@ -15,7 +19,8 @@ today's architecture builders (unchanged by the hardening apart from error messa
 that both load the same tensors.
 
 With --large, also a full-size checkpoint made on the spot (StyleGAN 2 config-f at 1024 px,
-random weights, NVIDIA's TF1 format: about 250 MB, G and Gs sharing their arrays), parse only.
+random weights, NVIDIA's TF1 format: about 290 MB, G and Gs sharing their arrays), parse and
+load_generator, the fastest of 3 (not in the totals).
 
     python bench/bench_checkpoint_load.py [--rounds 15] [--baseline 5f874cc] [--large]
 """
@@ -64,14 +69,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=15, help="loads of each kind per file, alternating (default 15)")
     p.add_argument("--baseline", default="5f874cc", help="git revision of the old loaders (default 5f874cc)")
-    p.add_argument("--large", action="store_true", help="also a 1024 px config-f checkpoint (~250 MB, parse only)")
+    p.add_argument("--large", action="store_true", help="also a 1024 px config-f checkpoint (~290 MB)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
 
     from bakery.images import checkpoints as new
-    from bakery.images.pickle_loader import load_network_pickle, read_checkpoint
+    from bakery.images.pickle_loader import CheckpointError, load_network_pickle, read_checkpoint
     from bakery.images.torch_pickle import load_torch_pickle
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +112,15 @@ def main() -> None:
         def new_load_generator(path: Path):
             return new.load_generator(path).generator
 
+        def has_generator(path: Path) -> bool:
+            """Whether the checkpoint holds a generator the bakery can build (not so: the
+            discriminator-only snapshots for `bakery rank`, the TF1 D fixtures' placeholder Gs)."""
+            try:
+                new_load_generator(path)
+            except CheckpointError:
+                return False
+            return True
+
         def tensors(ckpt) -> dict:
             if hasattr(ckpt, "networks"):
                 return {f"{k}.{n}": v for k, m in ckpt.networks.items() for n, v in m.named_tensors().items()}
@@ -117,18 +131,24 @@ def main() -> None:
                 todo += [(f"{name}/{k}", c) for k, c in net.components.items()]
             return out
 
-        print(f"{len(checkpoints())} checkpoints, {args.rounds} rounds, baseline {args.baseline}, "
+        paths = checkpoints()
+        generators = {path for path in paths if has_generator(path)}
+        without = ", ".join(path.name for path in paths if path not in generators) or "none"
+        print(f"{len(paths)} checkpoints (parse), {len(generators)} of them with a generator (load_generator; "
+              f"without: {without}), {args.rounds} rounds, baseline {args.baseline}, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         totals = {"parse": [0.0] * 4, "load_generator": [0.0] * 4}
         worst = {"parse": 0.0, "load_generator": 0.0}
-        for path in checkpoints():
+        for path in paths:
             a, b = tensors(old_parse(path)), tensors(new_parse(path))
             same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
             if not same:
                 raise SystemExit(f"{path.name}: the old and new loaders disagree on the tensors")
             name = path.stem
-            for kind, (old_fn, new_fn) in {"parse": (old_parse, new_parse),
-                                           "load_generator": (old_load_generator, new_load_generator)}.items():
+            kinds = {"parse": (old_parse, new_parse)}
+            if path in generators:
+                kinds["load_generator"] = (old_load_generator, new_load_generator)
+            for kind, (old_fn, new_fn) in kinds.items():
                 old_fn(path), new_fn(path)  # warm: imports, file cache, TF's first constants
                 times = {"old": [], "new": []}
                 cpu = {"old": [], "new": []}
@@ -155,22 +175,25 @@ def main() -> None:
             kw = {"num_channels": 3, "resolution": 1024, "label_size": 0, "fmap_base": 32 << 10, "fmap_max": 512}
             big.write_bytes(stylegan2_pickle(kw, random_init(0)))
             print(f"large checkpoint: {big.stat().st_size / 1e6:.0f} MB", flush=True)
-            times = {"old": [], "new": []}
-            for _ in range(3):
-                for label, fn in (("old", old_parse), ("new", new_parse)):
-                    start = time.perf_counter()
-                    fn(big)
-                    times[label].append(time.perf_counter() - start)
-            old_s, new_s = min(times["old"]), min(times["new"])
-            print(f"parse_stylegan2_f_1024_old: {old_s * 1e3:.0f} ms")
-            print(f"parse_stylegan2_f_1024: {new_s * 1e3:.0f} ms")
-            print(f"parse_stylegan2_f_1024_ratio: {new_s / old_s:.3f} x")
+            for kind, (old_fn, new_fn) in {"parse": (old_parse, new_parse),
+                                           "load_generator": (old_load_generator, new_load_generator)}.items():
+                times = {"old": [], "new": []}
+                for _ in range(3):
+                    for label, fn in (("old", old_fn), ("new", new_fn)):
+                        start = time.perf_counter()
+                        fn(big)
+                        times[label].append(time.perf_counter() - start)
+                old_s, new_s = min(times["old"]), min(times["new"])
+                print(f"{kind}_stylegan2_f_1024_old: {old_s * 1e3:.0f} ms")
+                print(f"{kind}_stylegan2_f_1024: {new_s * 1e3:.0f} ms")
+                print(f"{kind}_stylegan2_f_1024_ratio: {new_s / old_s:.3f} x", flush=True)
         for kind, (old_s, new_s, old_c, new_c) in totals.items():
             print(f"{kind}_all_checkpoints_old: {old_s * 1e3:.1f} ms")
             print(f"{kind}_all_checkpoints: {new_s * 1e3:.1f} ms")
             print(f"{kind}_all_checkpoints_ratio: {new_s / old_s:.3f} x")
             print(f"{kind}_all_checkpoints_cpu_ratio: {new_c / old_c:.3f} x")
             print(f"{kind}_worst_ratio: {worst[kind]:.3f} x")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

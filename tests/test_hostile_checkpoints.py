@@ -99,7 +99,9 @@ def test_the_wrappers_load_when_the_payload_is_plain(tmp_path):
 
 
 def test_numpy_values_come_out_as_numpy_built_them(tmp_path):
-    """Every dtype the stand-ins admit, both byte orders, C and Fortran order: same values as numpy."""
+    """Every dtype the stand-ins admit, both byte orders, C and Fortran order: same values as numpy;
+    in native byte order a read-only view of the file's (immutable) bytes that cannot be made
+    writeable, else numpy's own byte-swapped copy."""
     from bakery.images.pickle_loader import load_network_pickle
     from bakery.images.torch_pickle import load_torch_pickle
 
@@ -116,4 +118,18 @@ def test_numpy_values_come_out_as_numpy_built_them(tmp_path):
             loaded.append(load_network_pickle(path).gs.state["variables"][0][1])
         for array_ in loaded:
             np.testing.assert_array_equal(array_, value)
-            assert array_.dtype == value.dtype.newbyteorder("=") and array_.flags.writeable and array_.flags.owndata
+            assert array_.dtype == value.dtype.newbyteorder("=")
+            assert array_.flags.f_contiguous if value.flags.f_contiguous and value.ndim > 1 else array_.flags.c_contiguous
+            if value.dtype.isnative:
+                assert not array_.flags.writeable and isinstance(_buffer_owner(array_), bytes)
+                with pytest.raises(ValueError):
+                    array_.setflags(write=True)
+            else:
+                assert array_.flags.writeable and array_.flags.owndata
+
+
+def _buffer_owner(array_):
+    base = array_
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base

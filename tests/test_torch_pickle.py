@@ -53,6 +53,19 @@ def test_reads_the_ada_snapshot_as_plain_data(ada):
 
 @pytest.mark.slow  # importing torch takes seconds
 @pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
+def test_tensors_are_copies_that_keep_no_storage_stream_alive(ada):
+    """Storages are read-only views of their stream while loading; every tensor is copied out of
+    one, so a loaded snapshot holds no view of the file's bytes (nor of a whole storage)."""
+    tensors = {k: v for net in ada.networks.values() for k, v in net.named_tensors().items()}
+    assert len(tensors) > 100
+    for name, value in tensors.items():
+        assert value.flags.owndata and value.flags.writeable, name
+    stream = legacy_storage_bytes(np.arange(5, dtype=np.float32), key="0")
+    storage = load_storage_bytes(stream, "x")
+    assert not storage.array.flags.writeable and storage.array.base is not None
+    np.testing.assert_array_equal(storage.array, np.arange(5, dtype=np.float32))
+
+
 def test_storage_reader_agrees_with_torch_weights_only_loader():
     torch = pytest.importorskip("torch")
     seen = []

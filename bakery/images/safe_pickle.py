@@ -15,7 +15,9 @@ torch_pickle for PyTorch snapshots) therefore never hand the file anything that 
    numpy's constructors: `numpy.dtype` to a DtypeSpec that admits only bool/int/uint/float
    types of standard sizes in the plain state numpy writes, `_reconstruct` to an ArraySpec
    whose BUILD checks version, shape, dtype and the exact byte length and then builds the
-   array with `np.frombuffer(...).reshape(...).copy()`, `scalar` to an exact-length read,
+   array with `np.frombuffer(...).reshape(...)`: a read-only view of the immutable bytes
+   object the unpickler made for that array alone (copied if the file gave a mutable
+   bytearray, swapped to native byte order if need be), `scalar` to an exact-length read,
    and `numpy.ndarray` to an inert name that cannot be called. A spec left without its BUILD
    is an error, and so is using a dtype before it was built.
 3. `PlainCopier` turns what the unpickler made into plain data without recursion: every
@@ -148,6 +150,9 @@ def _refuse(source: str, what: str) -> CheckpointError:
 
 
 def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResult:  # noqa: C901 (one loop, kept flat for speed)
+    # The branches come in order of how often NVIDIA's pickles use them (memo puts and gets,
+    # small ints, tuples: 85 % of the opcodes), each as few steps as it can be: this loop is
+    # what a load pays per opcode before unpickling (a few thousand in a TF1 checkpoint).
     n = len(data)
     stack: list = []  # per stack slot: its size in values (int) or, for a string, the string
     marks: list[int] = []
@@ -156,56 +161,48 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
     found: list[tuple[str, str]] = []
     protocol = 0
     push, pop = stack.append, stack.pop
-    fixed = _FIXED_PUSH_STEP
+    fixed, u32 = _FIXED_PUSH_STEP, _u32
     while True:
         try:
             c = data[pos]
         except IndexError:
             raise _Unreadable("it ends without a STOP opcode: truncated?") from None
         pos += 1
-        if c == 0x68:  # BINGET
-            push(memo[data[pos]])
-            pos += 1
-        elif c == 0x94:  # MEMOIZE
-            remember(stack[-1])
-        elif c == 0x71 or c == 0x72:  # BINPUT, LONG_BINPUT
-            if c == 0x71:
-                idx, pos = data[pos], pos + 1
-            else:
-                idx, pos = _u32(data, pos)[0], pos + 4
+        if c == 0x72:  # LONG_BINPUT
+            idx = u32(data, pos)[0]
+            pos += 4
             if idx == len(memo):
                 remember(stack[-1])
             elif idx < len(memo):
                 memo[idx] = stack[-1]
             else:
                 raise _memo_error(source, idx, len(memo))
-        elif c == 0x6A:  # LONG_BINGET
-            push(memo[_u32(data, pos)[0]])
-            pos += 4
-        elif fixed[c] >= 0:  # BININT1, EMPTY_TUPLE, NEWFALSE, ...: one new value
-            pos += fixed[c]
+        elif c == 0x94:  # MEMOIZE
+            remember(stack[-1])
+        elif c == 0x68:  # BINGET
+            push(memo[data[pos]])
+            pos += 1
+        elif c == 0x4B:  # BININT1
             push(1)
-        elif c == 0x52 or c == 0x81:  # REDUCE, NEWOBJ: callable/class and arguments → one value
-            pop()
-            stack[-1] = 1
-        elif c == 0x28:  # MARK
-            marks.append(len(stack))
-        elif c == 0x85:  # TUPLE1
-            item = stack[-1]
-            stack[-1] = (item + 1 if item.__class__ is int else 2)
-            if item.__class__ is int and item >= MAX_TUPLE_NODES:
-                raise _tuple_error(source, item + 1)
-        elif c == 0x86 or c == 0x87:  # TUPLE2, TUPLE3
-            k = c - 0x84
-            if len(stack) < k:
-                raise IndexError
-            size = 1
-            for item in stack[-k:]:
-                size += item if item.__class__ is int else 1
-            del stack[-k:]
+            pos += 1
+        elif c == 0x71:  # BINPUT
+            idx = data[pos]
+            pos += 1
+            if idx == len(memo):
+                remember(stack[-1])
+            elif idx < len(memo):
+                memo[idx] = stack[-1]
+            else:
+                raise _memo_error(source, idx, len(memo))
+        elif c == 0x86:  # TUPLE2
+            b = pop()
+            a = stack[-1]
+            size = (a if a.__class__ is int else 1) + (b if b.__class__ is int else 1) + 1
             if size > MAX_TUPLE_NODES:
                 raise _tuple_error(source, size)
-            push(size)
+            stack[-1] = size
+        elif c == 0x28:  # MARK
+            marks.append(len(stack))
         elif c == 0x74 or c == 0x91:  # TUPLE, FROZENSET: hashable, so their size is what hashing walks
             k = marks.pop()
             size = 1
@@ -215,28 +212,63 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
             if size > MAX_TUPLE_NODES:
                 raise _tuple_error(source, size)
             push(size)
-        elif c == 0x75 or c == 0x65 or c == 0x90 or c == 0x31:  # SETITEMS, APPENDS, ADDITEMS, POP_MARK
-            del stack[marks.pop():]
-        elif c == 0x8C:  # SHORT_BINUNICODE
-            end = pos + 1 + data[pos]
-            if end > n:
-                raise _length_error(source, data[pos], n - pos - 1)
-            push(data[pos + 1:end].decode("utf-8", "surrogatepass"))
-            pos = end
-        elif c == 0x58 or c == 0x42 or c == 0x43:  # BINUNICODE, BINBYTES, SHORT_BINBYTES
-            if c == 0x43:
-                length, pos = data[pos], pos + 1
+        elif c == 0x58 or c == 0x8C:  # BINUNICODE, SHORT_BINUNICODE: kept, STACK_GLOBAL reads them
+            if c == 0x8C:
+                length = data[pos]
+                pos += 1
             else:
-                length, pos = _u32(data, pos)[0], pos + 4
+                length = u32(data, pos)[0]
+                pos += 4
             end = pos + length
             if end > n:
                 raise _length_error(source, length, n - pos)
-            push(data[pos:end].decode("utf-8", "surrogatepass") if c == 0x58 else 1)
+            push(data[pos:end].decode("utf-8", "surrogatepass"))
             pos = end
+        elif c == 0x85:  # TUPLE1
+            item = stack[-1]
+            if item.__class__ is int:
+                if item >= MAX_TUPLE_NODES:
+                    raise _tuple_error(source, item + 1)
+                stack[-1] = item + 1
+            else:
+                stack[-1] = 2
+        elif c == 0x52 or c == 0x81:  # REDUCE, NEWOBJ: callable/class and arguments → one value
+            pop()
+            stack[-1] = 1
+        elif c == 0x62 or c == 0x61:  # BUILD, APPEND
+            pop()
+        elif c == 0x87:  # TUPLE3
+            if len(stack) < 3:
+                raise IndexError
+            size = 1
+            for item in stack[-3:]:
+                size += item if item.__class__ is int else 1
+            del stack[-3:]
+            if size > MAX_TUPLE_NODES:
+                raise _tuple_error(source, size)
+            push(size)
+        elif c == 0x6A:  # LONG_BINGET
+            push(memo[u32(data, pos)[0]])
+            pos += 4
+        elif c == 0x42 or c == 0x43:  # BINBYTES, SHORT_BINBYTES
+            if c == 0x43:
+                length = data[pos]
+                pos += 1
+            else:
+                length = u32(data, pos)[0]
+                pos += 4
+            end = pos + length
+            if end > n:
+                raise _length_error(source, length, n - pos)
+            push(1)
+            pos = end
+        elif fixed[c] >= 0:  # EMPTY_TUPLE, NEWFALSE, BININT, ...: one new value
+            pos += fixed[c]
+            push(1)
+        elif c == 0x75 or c == 0x65 or c == 0x90 or c == 0x31:  # SETITEMS, APPENDS, ADDITEMS, POP_MARK
+            del stack[marks.pop():]
         elif c == 0x73:  # SETITEM
             del stack[-2:]
-        elif c == 0x61 or c == 0x62:  # APPEND, BUILD
-            pop()
         elif c == 0x93:  # STACK_GLOBAL
             name, module = pop(), pop()
             if not (isinstance(module, str) and isinstance(name, str)):
@@ -275,11 +307,10 @@ def _scan(data: bytes, source: str, pos: int, persistent_ids: bool) -> ScanResul
             push(1)
         elif c == 0x2E:  # STOP
             return ScanResult(found, pos, protocol)
-        elif c in _STRINGS:  # BINUNICODE8, UNICODE
+        elif c == 0x8D:  # BINUNICODE8
             start = pos
             pos = _skip_arg(data, pos, c, _ARG[c], source)
-            push(data[start + 8:pos].decode("utf-8", "surrogatepass") if c == 0x8D else
-                 data[start:pos - 1].decode("raw_unicode_escape"))
+            push(data[start + 8:pos].decode("utf-8", "surrogatepass"))
         elif c == 0x67 or c == 0x70:  # GET, PUT (text)
             end = data.index(b"\n", pos, pos + MAX_LINE)
             idx = int(data[pos:end])
@@ -432,13 +463,6 @@ def _raw_bytes(raw, session: LoadSession, what: str) -> bytes:
     raise session.error(f"a {what}'s data is a {type(raw).__name__}, not bytes")
 
 
-def _sizes(shape: tuple) -> bool:
-    for d in shape:
-        if d.__class__ is not int or d < 0:
-            return False
-    return True
-
-
 def _flag(value) -> bool:
     return value.__class__ in (bool, int) and value in (0, 1)
 
@@ -479,7 +503,8 @@ class DtypeSpec:
 
 
 class ArraySpec:
-    """_reconstruct(ndarray, (0,), b'b') + BUILD((1, shape, dtype, fortran, bytes)), checked, copied."""
+    """_reconstruct(ndarray, (0,), b'b') + BUILD((1, shape, dtype, fortran, bytes)), checked; the array
+    is a read-only view of the bytes (which are immutable: numpy will not make it writeable)."""
 
     __slots__ = ("session", "array")
     kind = "array"
@@ -498,8 +523,11 @@ class ArraySpec:
         if not (state.__class__ is tuple and len(state) == 5 and state[0].__class__ is int and state[0] == 1):
             raise session.error(f"malformed numpy array state in the pickle ({describe(state)})")
         _, shape, spec, fortran, raw = state
-        if not (shape.__class__ is tuple and len(shape) <= MAX_NDIM and _sizes(shape)):
+        if not (shape.__class__ is tuple and len(shape) <= MAX_NDIM):
             raise session.error(f"a numpy array with shape {describe(shape)} (at most {MAX_NDIM} sizes ≥ 0)")
+        for d in shape:  # every size an int ≥ 0 (inline: this runs once per array)
+            if d.__class__ is not int or d < 0:
+                raise session.error(f"a numpy array with shape {describe(shape)} (at most {MAX_NDIM} sizes ≥ 0)")
         if spec.__class__ is not DtypeSpec or not (fortran is False or _flag(fortran)):
             raise session.error(f"malformed numpy array state in the pickle (dtype {describe(spec)}, "
                                 f"fortran {describe(fortran)})")
@@ -511,9 +539,14 @@ class ArraySpec:
             raise session.error(f"a numpy array of shape {list(shape)} and dtype {dtype} holds {len(raw)} bytes, "
                                 f"not {nbytes}")
         session.charge(nbytes, "numpy array", shape)
+        if raw.__class__ is not bytes:  # a bytearray (BYTEARRAY8) is mutable and may be shared: copied
+            raw = bytes(raw)
+        # A read-only view of the immutable bytes object the unpickler made for this array alone
+        # (exactly nbytes long, checked above), as numpy's own unpickling keeps: no copy, nothing
+        # else kept alive, and numpy refuses to make it writeable (its base is bytes).
         array = np.frombuffer(raw, dtype)
         array = array.reshape(shape, order="F") if fortran else array.reshape(shape)
-        self.array = array.copy() if dtype.isnative else array.astype(dtype.newbyteorder("="))
+        self.array = array if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
 
 def numpy_globals(session: LoadSession) -> dict[tuple[str, str], object]:
@@ -568,10 +601,16 @@ class PlainCopier:
         if cls is tuple and 0 < len(value) <= 4:
             items = []
             for item in value:
-                copied, size = self._leaf(item, where) if item.__class__ is not tuple else (None, 0)
-                if size != 1:
-                    return None, 0
-                items.append(copied)
+                item_cls = item.__class__
+                if item_cls in _LEAF_CLASSES:  # the usual items (a TF1 (name, array) pair) without a call
+                    items.append(item)
+                elif item_cls is ArraySpec and item.array is not None:
+                    items.append(item.array)
+                else:
+                    copied, size = self._leaf(item, where) if item_cls is not tuple else (None, 0)
+                    if size != 1:
+                        return None, 0
+                    items.append(copied)
             return tuple(items), 1 + len(items)
         if isinstance(value, np.generic):
             if value.dtype.kind not in "biuf":

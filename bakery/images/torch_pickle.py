@@ -252,10 +252,12 @@ def _read_storage(storage: _Storage, data: bytes, pos: int, little_endian: bool,
         raise CheckpointError(f"{source}: tensor data is truncated or its sizes disagree "
                               f"(storage of {storage.numel} elements, header says {count})")
     session.charge(count * dtype.itemsize, "storage", (count,))
+    # A read-only view of the stream's (immutable) bytes: every tensor is copied out of it by
+    # _rebuild_tensor, so the storage itself needs no copy of its own unless it must be converted.
     array = np.frombuffer(data, dtype, count, pos + 8)
     if STORAGE_DTYPES[storage.kind.name] == "bf16":
         array = (array.astype(np.uint32) << 16).view(np.float32)
-    storage.array = array.astype(array.dtype.newbyteorder("="))
+    storage.array = array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
     return end
 
 
