@@ -127,11 +127,15 @@ class RayExecutor:
             if ready:
                 return ready
 
-    def check_head(self, stage: str, confirm: bool = False) -> None:
+    def check_head(self, stage: str, confirm: bool = False, probe: bool = False) -> None:
         """Raise HeadLost when the head stopped answering. `confirm`: probe it now (after a
         worker died: when the head went, every worker went with it; that is not a batch to
-        send elsewhere)."""
-        if self.watch is not None and (self.watch.lost.is_set() or confirm and not self.watch.answers_now()):
+        send elsewhere). `probe`: one probe now, retried only if it fails (before a batch)."""
+        if self.watch is None:
+            return
+        gone = self.watch.lost.is_set() or (confirm and not self.watch.answers_now()) or \
+            (probe and self.watch.gone_now())
+        if gone:
             raise self.watch.head_lost(stage)
 
     def slots(self) -> int:
@@ -202,7 +206,7 @@ class RayExecutor:
                 while queue and free:
                     number, batch = queue.popleft()
                     actor = free.popleft()
-                    self.check_head(spec.stage)  # a big payload goes through the head's object store
+                    self.check_head(spec.stage, probe=True)  # a big payload goes through the head's object store
                     inflight[actor.run.remote(number, payload(batch))] = (number, batch, actor)
                 ready = self.wait(list(inflight), spec.stage)
                 for ref in ready:
@@ -447,6 +451,20 @@ class HeadWatch:
             yield
         finally:
             self.busy -= 1
+
+    def gone_now(self) -> bool:
+        """One probe now (a TCP connect: cheap on a healthy head); a failed one is retried as
+        the watch thread would, so only a head that misses LOST_AFTER probes in a row is gone.
+        Checked before each batch is sent: without it a fast stage could finish its batches
+        on actors that outlive their head before the watch thread counts its misses."""
+        if self.address is None or self.lost.is_set() or answers(self.address, timeout=1.0) is None:
+            return self.lost.is_set()
+        for _ in range(self.LOST_AFTER - 1):
+            time.sleep(self.INTERVAL_S)
+            if answers(self.address, timeout=1.0) is None:
+                return False
+        self.lost.set()
+        return True
 
     def answers_now(self, tries: int = 3, spacing: float = 0.3) -> bool:
         """Probe now, a few times (a head being stopped may still accept for a moment)."""
