@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= content/site.toml
 PORT   ?= 8000
 
-.PHONY: bake serve deploy test bench clean distclean install images text site figures
+.PHONY: bake serve deploy test test-fast bench clean distclean install images text site figures
 
 bake: $(STAMP)
 	$(BIN)/bakery -c $(CONFIG) bake
@@ -32,6 +32,11 @@ deploy: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The suite without the slow tests (real models, servers, bakes) and the browser tests: for
+# work in progress; `make test` (and CI) runs everything.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not browser"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
