@@ -52,10 +52,12 @@ def span(first: int, last: int) -> str:
 
 def parse_seeds(text: str) -> list[int]:
     """ "0-2,7" → [0, 1, 2, 7]; a seed listed twice is kept once, at its first place."""
-    seen: dict[int, None] = {}
-    for a, b in parse_seed_ranges(text):
-        seen.update(dict.fromkeys(range(a, b + 1)))
-    return list(seen)
+    return expand_ranges(parse_seed_ranges(text))
+
+
+def expand_ranges(ranges: list[tuple[int, int]]) -> list[int]:
+    """[(0, 2), (7, 7)] → [0, 1, 2, 7], in the order written, a repeat kept once."""
+    return list(dict.fromkeys(i for a, b in ranges for i in range(a, b + 1)))
 
 
 def format_seeds(seeds: list[int]) -> str:

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from bakery.images.layers import SQRT2, dense, fir_kernel, lrelu, per_image, tf
+from bakery.images.layers import SQRT2, dense, depthwise_fir, fir_kernel, lrelu, per_image, tf
 from bakery.images.pickle_loader import CheckpointError
 
 MBSTD_EPS = 1e-8
@@ -55,13 +55,10 @@ def conv2d(x, weight, stride: int = 1, padding: str = "SAME"):
     return tf.nn.conv2d(x, weight, strides=stride, padding=padding)
 
 
-@per_image
 def fir_down(x, kernel: np.ndarray, pad: int, stride: int):
-    """Zero-pad by `pad`, filter every channel with the 2-D FIR, keep every `stride`-th pixel."""
-    channels = x.shape[-1]
-    k = tf.constant(np.tile(kernel[:, :, None, None], [1, 1, channels, 1]))
-    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    return tf.nn.depthwise_conv2d(x, k, strides=[1, stride, stride, 1], padding="VALID")
+    """Zero-pad by `pad` on every side, filter every channel with the 2-D FIR, keep every
+    `stride`-th pixel."""
+    return depthwise_fir(x, kernel, pad, pad, stride)
 
 
 def conv_layer(weight: np.ndarray, bias: np.ndarray | None, *, down: bool = False, act: bool = True,

@@ -18,7 +18,7 @@ import numpy as np
 
 from bakery.errors import BakeryError
 from bakery.fsutil import write_bytes_atomic
-from bakery.seeds import MAX_SEED
+from bakery.seeds import MAX_SEED, expand_ranges
 
 log = logging.getLogger("bakery.figures")
 
@@ -211,7 +211,7 @@ class MixOptions:
         if last >= num_ws:
             raise BakeryError(f"--styles {self.styles}: W row {last} does not exist: this model has {num_ws} "
                               f"W rows (0-{num_ws - 1})")
-        return _expand(ranges)
+        return expand_ranges(ranges)
 
 
 def _ranges(flag: str, text: str) -> list[tuple[int, int]]:
@@ -223,11 +223,6 @@ def _ranges(flag: str, text: str) -> list[tuple[int, int]]:
         raise BakeryError(f"{flag}: {exc}") from None
 
 
-def _expand(ranges: list[tuple[int, int]]) -> list[int]:
-    """As bakery.seeds.parse_seeds: in the order written, a repeat kept once."""
-    return list(dict.fromkeys(i for a, b in ranges for i in range(a, b + 1)))
-
-
 def _seed_option(flag: str, text: str | None, default: list[int]) -> list[int]:
     if text is None:
         return default
@@ -236,7 +231,7 @@ def _seed_option(flag: str, text: str | None, default: list[int]) -> list[int]:
     if count > MAX_MIX_SEEDS:
         raise BakeryError(f"{flag} {text}: {count} seeds; the style-mixing figure takes at most {MAX_MIX_SEEDS} "
                           "rows and as many columns")
-    return _expand(ranges)
+    return expand_ranges(ranges)
 
 
 def mix_w_rows(target_ws: np.ndarray, style_ws: np.ndarray, rows) -> np.ndarray:

@@ -60,12 +60,13 @@ def fir_kernel(taps, gain: float = 1.0) -> np.ndarray:
 
 
 @per_image
-def depthwise_fir(x, kernel: np.ndarray, pad0: int, pad1: int):
-    """Zero-pad H and W by (pad0, pad1), then filter every channel with the same 2-D kernel."""
+def depthwise_fir(x, kernel: np.ndarray, pad0: int, pad1: int, stride: int = 1):
+    """Zero-pad H and W by (pad0, pad1), filter every channel with the same 2-D kernel, keep
+    every `stride`-th pixel."""
     channels = x.shape[-1]
     k = tf.constant(np.tile(kernel[:, :, None, None], [1, 1, channels, 1]))
     x = tf.pad(x, [[0, 0], [pad0, pad1], [pad0, pad1], [0, 0]])
-    return tf.nn.depthwise_conv2d(x, k, strides=[1, 1, 1, 1], padding="VALID")
+    return tf.nn.depthwise_conv2d(x, k, strides=[1, stride, stride, 1], padding="VALID")
 
 
 def zero_insert(x):
