@@ -219,3 +219,18 @@ def test_minibatch_8_is_nvidias_call_on_8(tmp_path):
     b8 = manifest["batch8"]
     ours = [ranking.logits[0, names.index(n)] for n in b8["images"]]
     assert np.abs(np.array(ours) - b8["logits"]).max() <= manifest["tolerances"]["logit_max_abs"]
+
+
+def test_the_embedded_demo_checkpoint_has_a_discriminator_that_builds_and_scores():
+    """The shipped demo's D follows from its static_kwargs (fmap_min included), so `bakery rank`
+    works on the default model's images."""
+    from bakery.images.stage import EMBEDDED_PATH
+    from bakery.images.d_checkpoints import load_discriminator
+    from bakery.images.discriminator import DScorer
+
+    loaded = load_discriminator(EMBEDDED_PATH)
+    d = loaded.discriminator
+    assert d.resolution == 256
+    images = np.random.RandomState(0).randint(0, 256, (4, 256, 256, 3)).astype(np.uint8)
+    logits = DScorer(d).run(images)
+    assert logits.shape[0] == 4 and np.isfinite(logits).all() and len(set(np.ravel(logits).tolist())) == 4

@@ -69,7 +69,8 @@ def mapping_shapes(kw: dict) -> list[tuple[str, tuple]]:
 
 
 def stylegan2_d_shapes(kw: dict) -> list[tuple[str, tuple]]:
-    """D_stylegan2 (resnet) variables: only there so the file has the real (G, D, Gs) shape."""
+    """D_stylegan2 (resnet) variables, random: the file has the real (G, D, Gs) shape and a D that
+    `bakery rank` builds (its shapes follow from its static_kwargs)."""
     nf, res_log2, ch = nf_stylegan2(kw), int(np.log2(kw["resolution"])), kw.get("num_channels", 3)
     top = f"{kw['resolution']}x{kw['resolution']}"
     shapes = [(f"{top}/FromRGB/weight", (1, 1, ch, nf(res_log2 - 1))), (f"{top}/FromRGB/bias", (nf(res_log2 - 1),))]
@@ -171,7 +172,10 @@ def stylegan2_pickle(kw: dict, init: Init, d_seed: int = 7) -> bytes:
     gs_init.values["dlatent_avg"] = mapping_average(kw, gs_init)
     gs = generator_network("Gs", kw, gs_init)
     g = generator_network("G", kw, gs_init)
-    d_kw = {k: kw[k] for k in ("num_channels", "resolution", "label_size", "fmap_base", "fmap_max") if k in kw}
+    # D_stylegan2 takes the same feature-map kwargs as the generator (fmap_min too), so the
+    # D's shapes follow from its static_kwargs as NVIDIA's build function derives them
+    d_kw = {k: kw[k] for k in ("num_channels", "resolution", "label_size", "fmap_base", "fmap_decay", "fmap_min",
+                                "fmap_max") if k in kw}
     d_init = random_init(d_seed)
     d = NetworkToSave(network_state("D", "D_stylegan2", d_kw, [(n, d_init(n, s)) for n, s in stylegan2_d_shapes(kw)]))
     return dumps_network_pickle((g, d, gs), protocol=3)
