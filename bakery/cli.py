@@ -307,7 +307,8 @@ def add_rank_options(p: argparse.ArgumentParser) -> None:
                    help="resize images of another size to the model's with Pillow's Lanczos (default: an error)")
     p.add_argument("--sheet", type=Path, default=None, help="also draw a contact sheet of the worst and best (.png/.jpg)")
     p.add_argument("--sheet-count", type=int, default=8, help="images per sheet row (default: %(default)s)")
-    p.add_argument("--show", type=int, default=5, help="how many lowest and highest to print (default: %(default)s)")
+    p.add_argument("--show", type=whole_number(0), default=5,
+                   help="how many lowest and highest to print (default: %(default)s)")
 
 
 def add_class_option(p, help_text: str) -> None:

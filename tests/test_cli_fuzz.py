@@ -49,6 +49,7 @@ FIG = ["figures", "--model", BROKEN]
 VIDEO = ["video", "grid", "--model", BROKEN]
 COARSE = ["video", "coarse", "--model", BROKEN]
 UPSCALE_FOLDER = ["upscale", "-i", "{root}/in", "-o", "{root}/out"]
+RANK = ["rank", "--model", BROKEN, "-i", "{root}/in"]
 
 # (command line before the option, the option, which values it accepts)
 OPTIONS = [
@@ -74,6 +75,12 @@ OPTIONS = [
     (FIG, "--class", ANY),
     (FIG, "--batch-size", between(1, 64)),
     (["figures"], "--seed", between(0, 2 ** 32 - 100)),
+    (RANK, "--shuffles", between(1, 1000)),
+    (RANK, "--minibatch", between(1, 64)),
+    (RANK, "--seed", between(0, 2 ** 32 - 1001)),
+    (RANK, "--class", ANY),
+    (RANK, "--show", between(0, math.inf)),
+    ([*RANK, "--sheet", "{root}/sheet.png"], "--sheet-count", between(1, math.inf)),
     (["figures"], "--psi", between(-2.0, 2.0)),
     (["deploy", "rsync"], "--max-deletes", between(0, math.inf)),
     (VIDEO, "--seed", between(0, 2 ** 32 - 1)),
